@@ -1,0 +1,21 @@
+"""Audit: attributes per part, finders, multiple-testing control, severity and ranking."""
+
+from biasaudit.audit.attributes import Cluster, build_attributes, mask_attributes
+from biasaudit.audit.confounding import node_confounding, overlap_confounding
+from biasaudit.audit.findings import Finding, findings_document
+from biasaudit.audit.inputs import AuditInputs, Target
+from biasaudit.audit.run import AuditResult, run_audit
+
+__all__ = [
+    "AuditInputs",
+    "AuditResult",
+    "Cluster",
+    "Finding",
+    "Target",
+    "build_attributes",
+    "findings_document",
+    "mask_attributes",
+    "node_confounding",
+    "overlap_confounding",
+    "run_audit",
+]

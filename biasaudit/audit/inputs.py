@@ -1,0 +1,78 @@
+"""What the finders read: one object holding the tables of a scan, joined on ``image``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: attribute columns of attributes.parquet, in the order findings mention them
+MASK_ATTRIBUTES = ("colour", "presence", "size", "shape")
+DISCOVERED_ATTRIBUTES = ("cluster_name",)
+#: attributes whose value follows from a part's geometry; a part overlapping a causal part
+#: gets its geometry from that part too (a hat hides hair), so these are confounded there
+GEOMETRIC_ATTRIBUTES = ("presence", "size", "shape", "cluster_name")
+
+ATTRIBUTE_TITLES = {
+    "colour": "colour",
+    "presence": "presence",
+    "size": "size",
+    "shape": "shape",
+    "cluster_name": "appearance cluster",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A column the audit tests attributes against: a ``label`` or a ``sensitive`` column."""
+
+    column: str
+    role: str = "label"  # "label" | "sensitive"
+
+
+@dataclass
+class AuditInputs:
+    """Everything a finder may look at.
+
+    - ``attributes``: one row per (image, node): ``image``, ``node``, and the attribute
+      columns of :data:`MASK_ATTRIBUTES` / :data:`DISCOVERED_ATTRIBUTES` (empty string or
+      NaN where not applicable, e.g. the colour of an absent part).
+    - ``labels``: indexed by image id, one column per target.
+    - ``embeddings``: node → DataFrame indexed by image id (rows of an absent part are NaN).
+    - ``node_parts``: node → the schema parts it covers (a leaf part maps to itself).
+    - ``causal``: parts declared causal for the labels (``--causal``).
+    - ``confounded``: node → why its geometric attributes are explained by a causal part.
+    - ``reference``: (node, attribute) → {value: expected share} for under-representation.
+    """
+
+    attributes: pd.DataFrame
+    labels: pd.DataFrame
+    targets: list[Target]
+    embeddings: dict[str, pd.DataFrame] = field(default_factory=dict)
+    node_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    causal: frozenset[str] = frozenset()
+    confounded: dict[str, str] = field(default_factory=dict)
+    reference: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    root: str | None = None
+    seed: int = 0
+    n_boot: int = 200
+    min_support_frac: float = 0.01
+    min_support: int = 5
+
+    def parts_of(self, node: str) -> tuple[str, ...]:
+        return self.node_parts.get(node, tuple(node.split("+")))
+
+    def causal_reason(self, node: str) -> str:
+        """Why findings on ``node`` are expected evidence ("" when they are not)."""
+        hit = sorted(set(self.parts_of(node)) & self.causal)
+        if hit:
+            return f"contains the causal part(s) {', '.join(hit)}"
+        return ""
+
+    def support_floor(self, n: int) -> int:
+        """Fewest images a value needs to be tested; rarer values are noise, not groups."""
+        return max(self.min_support, int(np.ceil(self.min_support_frac * n)))
+
+    def label_values(self, column: str) -> pd.Series:
+        return self.labels[column]

@@ -14,6 +14,9 @@ from biasaudit.core.errors import BiasauditError
 
 # (module, command attribute); each module under biasaudit/cli/ defines one command.
 COMMANDS: list[tuple[str, str]] = [
+    ("biasaudit.cli.validate", "validate"),
+    ("biasaudit.cli.segment", "segment"),
+    ("biasaudit.cli.synth", "synth"),
 ]
 
 

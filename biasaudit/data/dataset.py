@@ -34,6 +34,9 @@ class MaskRef:
       ``(class_id, path)`` pairs; later pairs paint over earlier ones.
     ``value_map`` maps raw pixel values to schema ids (unlisted values → 0) when the
     stored ids are not the schema's own.
+    ``scale`` is the stored size relative to the image when a layout is known to keep
+    its masks at another resolution (CelebAMask-HQ: 512 masks for 1024 images → 0.5);
+    :func:`biasaudit.data.read_mask` upsamples such masks to the image's size.
     """
 
     kind: MaskKind
@@ -41,6 +44,7 @@ class MaskRef:
     parts: tuple[tuple[int, Path], ...] = ()
     encoding: MaskEncoding = "index"
     value_map: tuple[tuple[int, int], ...] = ()
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,23 @@ class Problem:
 
 @dataclass
 class Dataset:
-    """A dataset as read by its layout adapter (nothing decoded or validated yet)."""
+    """A dataset as read by its layout adapter (nothing decoded or validated yet).
+
+    ``schema`` is None only for a native dataset without masks and without schema.json
+    (nothing needs one until a segmenter is chosen). ``labels`` is indexed by image id
+    (plus entries of label rows whose image is missing, as written). ``declared_sizes``
+    holds (width, height) a layout's metadata states per image; validation warns when
+    the file disagrees.
+    """
 
     root: Path
     layout: str
-    schema: Schema
+    schema: Schema | None
     samples: list[Sample]
     labels: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(index=pd.Index([], name="image")))
     problems: list[Problem] = field(default_factory=list)
     masks_expected: bool = False
+    declared_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:

@@ -1,0 +1,530 @@
+"""``segment_dataset``: validate a dataset, segment every usable image (cached), compute
+per-part statistics and write the workspace files.
+
+Files written (all atomically):
+
+- ``WS/manifest.parquet`` — the validation manifest, where an image that could not be
+  segmented becomes ``status=error`` with the reason in ``error``;
+- ``WS/masks/<segmenter>-<hash>/<sha256>.png`` — label maps made by a model segmenter,
+  keyed by image content; the ``masks`` segmenter reads the dataset's own masks instead;
+- ``WS/segments.parquet`` — one row per (image, part), columns of
+  :data:`biasaudit.segment.stats.SEGMENT_COLUMNS` plus ``sha256`` and ``source`` (what
+  the row was computed from: re-runs reuse rows whose image hash and source match);
+- ``WS/config.json`` — the resolved configuration (merged into an existing file).
+
+A long run saves the manifest and the finished rows every :data:`CHECKPOINT_SECONDS`;
+a killed run started again reuses them (and, for model segmenters, every label map
+already in ``WS/masks``), so no image is segmented twice.
+
+>>> result = segment_dataset("DATA", "WS")  # doctest: +SKIP
+>>> print(result.summary())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from biasaudit import __version__
+from biasaudit.core.errors import BiasauditError, DatasetError, ValidationError
+from biasaudit.core.io import write_json_atomic, write_parquet_atomic
+from biasaudit.core.progress import progress
+from biasaudit.core.schema import Schema, load_schema
+from biasaudit.core.workspace import Workspace
+from biasaudit.segment.base import Segmenter, SegmentFailure, make_segmenter
+from biasaudit.segment.cache import MaskCache, cache_dirname
+from biasaudit.segment.stats import SEGMENT_COLUMNS, part_statistics_columns, segments_frame
+
+MEDIAPIPE_SCHEMA = "celebamask-hq"
+# How often a long run saves what it has finished, so a killed run resumes from there.
+CHECKPOINT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """What :func:`segment_dataset` did; ``segments`` is the table it wrote.
+
+    ``n_segmented`` images went through the segmenter, ``n_cached`` label maps came from
+    ``WS/masks``, ``n_reused`` images kept their rows from the previous segments.parquet.
+    """
+
+    workspace: Path
+    segmenter: str
+    schema: Schema
+    n_images: int
+    n_ok: int
+    n_failed: int
+    n_segmented: int
+    n_cached: int
+    n_reused: int
+    seconds: float
+    segments: pd.DataFrame = field(repr=False, compare=False)
+    failures: pd.DataFrame = field(repr=False, compare=False)
+
+    def coverage(self) -> pd.DataFrame:
+        """Per part: images where it is present, that share, mean area when present and
+        the most common colour name.
+
+        >>> result.coverage().loc["hair", "frac_present"]  # doctest: +SKIP
+        0.97
+        """
+        seg = self.segments
+        rows = []
+        n = max(self.n_ok, 1)
+        for part, grp in seg.groupby("part", sort=False):
+            present = grp[grp["present"]]
+            colours = present["colour"][present["colour"] != ""]
+            rows.append({
+                "part": part,
+                "n_present": int(len(present)),
+                "frac_present": len(present) / n,
+                "mean_area_frac": float(present["area_frac"].mean()) if len(present) else 0.0,
+                "top_colour": str(colours.value_counts().index[0]) if len(colours) else "",
+            })
+        return pd.DataFrame(rows, columns=["part", "n_present", "frac_present", "mean_area_frac",
+                                           "top_colour"]).set_index("part")
+
+    def summary(self, *, max_parts: int = 40) -> str:
+        """A few lines for the terminal: counts, then the parts coverage table."""
+        lines = [
+            f"Segmented {self.n_images} images with '{self.segmenter}' (schema {self.schema.name}) "
+            f"in {self.seconds:.1f}s: {self.n_ok} ok, {self.n_failed} failed "
+            f"({self.n_segmented} segmented, {self.n_cached} from the mask cache, "
+            f"{self.n_reused} unchanged).",
+        ]
+        cov = self.coverage()
+        cov = cov[cov["n_present"] > 0].sort_values("n_present", ascending=False)
+        if len(cov):
+            lines.append(f"{'part':<20} {'images':>7} {'share':>7} {'area':>7}  colour")
+            for part, row in cov.head(max_parts).iterrows():
+                lines.append(
+                    f"{part:<20} {row.n_present:>7d} {row.frac_present:>7.1%} "
+                    f"{row.mean_area_frac:>7.1%}  {row.top_colour}"
+                )
+            if len(cov) > max_parts:
+                lines.append(f"… and {len(cov) - max_parts} more parts")
+        if self.n_failed:
+            lines.append("Failures (first 5; all are in manifest.parquet):")
+            for rec in self.failures.head(5).itertuples():
+                lines.append(f"  {rec.image}: {rec.error}")
+        lines.append(f"Wrote {self.workspace / 'segments.parquet'}")
+        return "\n".join(lines)
+
+
+def segment_dataset(
+    data_root: str | Path,
+    ws_root: str | Path,
+    *,
+    segmenter: str | Segmenter = "auto",
+    schema: str | Path | Schema | None = None,
+    layout: str = "auto",
+    device: str = "auto",
+    batch_size: int = 8,
+    workers: int | None = None,
+    revalidate: bool = False,
+) -> SegmentationResult:
+    """Validate, segment and describe every image of ``data_root`` into workspace ``ws_root``.
+
+    ``segmenter`` is a spec (``auto``, ``masks``, ``segformer:<dir-or-id>``,
+    ``mediapipe-face``) or a ready :class:`Segmenter`; ``auto`` means ``masks`` when the
+    dataset has masks. ``schema`` overrides the dataset's schema (for a model, the schema
+    its output is mapped to). On a re-run, images whose file (and mask files) keep their
+    size and modification time, and that had no problem, keep their manifest row and
+    statistics without being decoded again; ``revalidate=True`` decodes everything.
+
+    >>> r = segment_dataset("data/faces", "ws", segmenter="masks")  # doctest: +SKIP
+    >>> r.n_ok, r.segments.columns[:3].tolist()  # doctest: +SKIP
+    (200, ['image', 'part', 'class_id'])
+    """
+    from biasaudit.data import open_dataset
+
+    start = time.perf_counter()
+    data_root = Path(data_root)
+    ws = Workspace(ws_root)
+    _check_outside(data_root, ws.root)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValidationError(f"--workers must be an integer >= 1; got {workers!r}.")
+    schema_obj = _resolve_schema(schema)
+    spec = segmenter.name if isinstance(segmenter, Segmenter) else str(segmenter)
+    if spec == "mediapipe-face":
+        if schema_obj is not None and schema_obj.name != MEDIAPIPE_SCHEMA:
+            raise ValidationError(
+                f"--segmenter mediapipe-face writes the '{MEDIAPIPE_SCHEMA}' schema; "
+                f"--schema {schema_obj.name} cannot be used with it. Drop --schema."
+            )
+        schema_obj = load_schema(MEDIAPIPE_SCHEMA)
+    dataset = open_dataset(data_root, layout=layout, schema=schema_obj)
+    target_schema = schema_obj or dataset.schema
+    if target_schema is None:
+        raise ValidationError(
+            f"{data_root} has no masks and no schema.json, so the part names are unknown. Give "
+            f"--schema (celebamask-hq, lip, ade20k-150, ccp or a schema.json path)."
+        )
+    if spec == "auto":
+        if not any(s.mask is not None for s in dataset.samples):
+            raise ValidationError(
+                f"{data_root} has no masks, so --segmenter auto cannot use them. Choose a model: "
+                f"--segmenter segformer:<model dir> or --segmenter mediapipe-face (faces)."
+            )
+        spec = "masks"
+    seg = segmenter if isinstance(segmenter, Segmenter) else make_segmenter(
+        spec, schema=target_schema, device=device, batch_size=batch_size
+    )
+    ws.ensure()
+    try:
+        sources = {s.image_id: _source_key(seg, s) for s in dataset.samples}
+        manifest = _validate(dataset, ws, sources, workers=workers, revalidate=revalidate)
+        result = _run(dataset, manifest, seg, ws, sources, spec=spec, workers=workers, start=start)
+    finally:
+        if not isinstance(segmenter, Segmenter):
+            seg.close()
+    _write_config(ws, dataset, seg, spec=spec, device=device, batch_size=batch_size)
+    return result
+
+
+def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, revalidate: bool):
+    """Validate only what changed since the last run in this workspace (see segment_dataset)."""
+    from biasaudit.data import BASE_COLUMNS, Manifest, validate_dataset
+
+    previous = None if revalidate else _load_previous(ws.segments)
+    old = None
+    if previous is not None and ws.manifest.is_file():
+        try:
+            old = Manifest.load(ws.manifest)
+        except (BiasauditError, OSError, ValueError, KeyError):
+            old = None  # an unreadable manifest is rebuilt, never trusted
+    if old is None:
+        return validate_dataset(dataset, workers=workers)
+    prev_source = previous.groupby("image", sort=False)["source"].first().to_dict()
+    old_rows = old.table.drop_duplicates("image").set_index("image")
+    clean = {i for i, status, warning in zip(old_rows.index, old_rows["status"], old_rows["warning"], strict=True)
+             if status == "ok" and not warning}
+    flagged = {p.image_id for p in dataset.problems}
+    unchanged = [
+        s.image_id for s in dataset.samples
+        if s.image_id in clean and s.image_id not in flagged
+        and prev_source.get(s.image_id) == sources[s.image_id]
+    ]
+    if not unchanged:
+        return validate_dataset(dataset, workers=workers)
+    keep = set(unchanged)
+    fresh = validate_dataset(
+        replace(dataset, samples=[s for s in dataset.samples if s.image_id not in keep]), workers=workers
+    )
+    base = old_rows.loc[unchanged, [c for c in BASE_COLUMNS if c != "image"]].reset_index()
+    if len(dataset.labels.columns):
+        labels = dataset.labels[~dataset.labels.index.duplicated()]
+        base = base.join(labels, on="image", how="left")
+    table = pd.concat([base, fresh.table], ignore_index=True) if len(fresh.table) else base
+    order = {s.image_id: k for k, s in enumerate(dataset.samples)}
+    table = table.sort_values("image", key=lambda col: col.map(lambda i: order.get(i, len(order))),
+                              kind="stable", ignore_index=True)
+    return replace(fresh, table=table)
+
+
+def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, str], *, spec: str, workers,
+         start) -> SegmentationResult:
+    from biasaudit.data.validate import default_workers
+
+    table = manifest.table.copy()
+    by_id = {s.image_id: s for s in dataset.samples}
+    ok_rows = table[table["status"] == "ok"]
+    sha_of = dict(zip(ok_rows["image"], ok_rows["sha256"], strict=True))
+    model_backed = seg.needs_images
+    cache = MaskCache(ws.masks_dir, fingerprint=seg.fingerprint) if model_backed else None
+
+    previous = _load_previous(ws.segments)
+    reused_parts: list[pd.DataFrame] = []
+    todo: list[str] = []
+    if previous is not None:
+        first = previous.groupby("image", sort=False)[["sha256", "source"]].first()
+        prev_key = dict(zip(first.index, zip(first["sha256"], first["source"], strict=True), strict=True))
+        todo = [img for img, sha in sha_of.items() if prev_key.get(img) != (sha, sources.get(img))]
+        keep = set(sha_of) - set(todo)
+        if keep:
+            reused_parts.append(previous[previous["image"].isin(keep)])
+    else:
+        todo = list(sha_of)
+    todo = [img for img in todo if img in by_id]
+
+    columns: dict[str, list] = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
+    failures: dict[str, str] = {}
+    counts = {"segmented": 0, "cached": 0}
+    chunk = max(1, seg.batch_size)
+    n_threads = workers or default_workers()
+
+    def add_stats(img: str, image: np.ndarray, label_map: np.ndarray) -> dict[str, list]:
+        cols = part_statistics_columns(image, label_map, seg.schema, image_id=img)
+        cols["sha256"] = [sha_of[img]] * len(cols["image"])
+        cols["source"] = [sources[img]] * len(cols["image"])
+        return cols
+
+    last_checkpoint = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        bar = progress(range(0, len(todo), chunk), desc=f"segment ({spec})",
+                       total=(len(todo) + chunk - 1) // chunk, unit="batch")
+        for lo in bar:
+            ids = todo[lo : lo + chunk]
+            samples = [by_id[i] for i in ids]
+            images = list(pool.map(_read_image_or_error, samples))
+            maps: list[np.ndarray | SegmentFailure | None] = [None] * len(ids)
+            for k, im in enumerate(images):
+                if isinstance(im, SegmentFailure):
+                    maps[k] = im
+            if cache is not None:
+                for k, img in enumerate(ids):
+                    if maps[k] is None:
+                        hit = cache.get(sha_of[img])
+                        if hit is not None and hit.shape == images[k].shape[:2]:
+                            maps[k] = hit
+                            counts["cached"] += 1
+            need = [k for k in range(len(ids)) if maps[k] is None]
+            if need:
+                outs = seg.segment_samples([samples[k] for k in need], [images[k] for k in need])
+                for k, out in zip(need, outs, strict=True):
+                    maps[k] = out
+                    if isinstance(out, np.ndarray):
+                        counts["segmented"] += 1
+                        if cache is not None:
+                            cache.put(sha_of[ids[k]], out)
+            jobs = []
+            for k, img in enumerate(ids):
+                if isinstance(maps[k], SegmentFailure):
+                    failures[img] = maps[k].message
+                else:
+                    jobs.append(pool.submit(add_stats, img, images[k], maps[k]))
+            for job in jobs:
+                for c, vals in job.result().items():
+                    columns[c].extend(vals)
+            if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+                # A killed run resumes from here: finished images are reused next time.
+                _save(ws, manifest, table, failures, spec, _assemble(reused_parts, columns, table))
+                last_checkpoint = time.perf_counter()
+
+    segments = _assemble(reused_parts, columns, table)
+    table = _save(ws, manifest, table, failures, spec, segments)
+    failed = table[table["status"] != "ok"][["image", "error"]].reset_index(drop=True)
+    return SegmentationResult(
+        workspace=ws.root, segmenter=spec, schema=seg.schema, n_images=len(table),
+        n_ok=int((table["status"] == "ok").sum()), n_failed=len(failed),
+        n_segmented=counts["segmented"], n_cached=counts["cached"],
+        n_reused=len(set(sha_of) - set(todo)), seconds=time.perf_counter() - start,
+        segments=segments, failures=failed,
+    )
+
+
+def _assemble(reused_parts: list[pd.DataFrame], columns: dict[str, list], table: pd.DataFrame) -> pd.DataFrame:
+    fresh = segments_frame({c: columns[c] for c in SEGMENT_COLUMNS})
+    fresh["sha256"] = pd.array(columns["sha256"], dtype="string")
+    fresh["source"] = pd.array(columns["source"], dtype="string")
+    segments = pd.concat([*reused_parts, fresh], ignore_index=True) if reused_parts else fresh
+    order = {img: i for i, img in enumerate(table["image"])}
+    return segments.sort_values(["image", "class_id"], key=lambda s: s.map(order) if s.name == "image" else s,
+                                kind="stable", ignore_index=True)
+
+
+def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str], spec: str,
+          segments: pd.DataFrame) -> pd.DataFrame:
+    """Write the manifest, then the segments: a run killed in between leaves segment rows
+    that no longer match the manifest's files, which the next run recomputes."""
+    table = table.copy()
+    if failures:
+        mask = table["image"].isin(failures)
+        table.loc[mask, "status"] = "error"
+        table.loc[mask, "error"] = table.loc[mask, "image"].map(
+            lambda i: f"segmentation ({spec}) failed: {failures[i]}"
+        )
+    replace(manifest, table=table).save(ws.manifest)
+    write_parquet_atomic(ws.segments, segments)
+    return table
+
+
+def _read_image_or_error(sample) -> np.ndarray | SegmentFailure:
+    from biasaudit.data import read_image
+
+    try:
+        return read_image(sample.image_path)
+    except BiasauditError as exc:
+        return SegmentFailure(str(exc))
+
+
+def _source_key(seg: Segmenter, sample) -> str:
+    """What an image's rows were computed from: the segmenter, and the size and
+    modification time of the image file and (for stored masks) its mask files, so an
+    edited file is re-read and an untouched one is not even decoded."""
+    digest = hashlib.sha256(seg.fingerprint.encode())
+    paths = [sample.image_path]
+    ref = sample.mask
+    if ref is not None and not seg.needs_images:
+        paths += [ref.path] if ref.path is not None else []
+        paths += [p for _, p in ref.parts]
+    for p in paths:
+        try:
+            st = Path(p).stat()
+            digest.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(f"{p}:missing".encode())
+    return f"{seg.fingerprint}|{digest.hexdigest()[:16]}"
+
+
+def _load_previous(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        prev = pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None  # unreadable leftovers are recomputed, never trusted
+    if not {*SEGMENT_COLUMNS, "sha256", "source"} <= set(prev.columns):
+        return None
+    return prev
+
+
+def _resolve_schema(schema) -> Schema | None:
+    if schema is None or isinstance(schema, Schema):
+        return schema
+    return load_schema(schema)
+
+
+def _check_outside(data_root: Path, ws_root: Path) -> None:
+    data = data_root.resolve()
+    ws = ws_root.resolve()
+    if ws == data or data in ws.parents:
+        raise ValidationError(
+            f"--out {ws_root} is inside the dataset folder {data_root}; the input folder is never "
+            f"written to. Choose a workspace folder outside it."
+        )
+
+
+def _write_config(ws: Workspace, dataset, seg: Segmenter, *, spec: str, device: str, batch_size: int) -> None:
+    config: dict = {}
+    if ws.config.is_file():
+        try:
+            config = json.loads(ws.config.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            config = {}
+    config["biasaudit_version"] = __version__
+    config["data"] = {
+        "root": str(Path(dataset.root).resolve()),
+        "layout": dataset.layout,
+        "schema": dataset.schema.name,
+        "schema_classes": dataset.schema.to_dict(),
+    }
+    config["segment"] = {
+        "segmenter": spec,
+        "schema": seg.schema.name,
+        "schema_classes": seg.schema.to_dict(),
+        "fingerprint": seg.fingerprint,
+        "mask_cache": f"masks/{cache_dirname(seg.fingerprint)}" if seg.needs_images else None,
+        "device": getattr(seg, "device", device),
+        "batch_size": batch_size,
+    }
+    write_json_atomic(ws.config, config)
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def load_part_map(ws_root: str | Path, image_id: str) -> np.ndarray:
+    """The label map (schema ids) of ``image_id`` in a segmented workspace, whatever the
+    backend: the dataset's own mask for ``masks``, the cached map otherwise.
+
+    >>> load_part_map("ws", "0001.png").shape  # doctest: +SKIP
+    (128, 128)
+    """
+    ws = Workspace(ws_root)
+    config = _read_config(ws)
+    seg_cfg = config["segment"]
+    if seg_cfg.get("mask_cache") is None:
+        dataset = _open_for(ws, config)
+        try:
+            sample = dataset.sample(image_id)
+        except KeyError:
+            raise DatasetError(f"Image '{image_id}' is not in the dataset {config['data']['root']}.") from None
+        from biasaudit.data import read_mask
+
+        return read_mask(sample, dataset.schema)
+    sha = _sha_of(ws, image_id)
+    path = ws.root / seg_cfg["mask_cache"] / f"{sha}.png"
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    if arr is None:
+        raise DatasetError(
+            f"{path}: no cached label map for '{image_id}' (was it segmented? status must be ok in "
+            f"manifest.parquet). Re-run `biasaudit segment` to fill the cache."
+        )
+    return arr
+
+
+def load_segmentation(ws_root: str | Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image, label map) of ``image_id`` in a segmented workspace.
+
+    >>> rgb, parts = load_segmentation("ws", "0001.png")  # doctest: +SKIP
+    """
+    from biasaudit.data import read_image
+
+    ws = Workspace(ws_root)
+    dataset = _open_for(ws, _read_config(ws))
+    try:
+        sample = dataset.sample(image_id)
+    except KeyError:
+        raise DatasetError(f"Image '{image_id}' is not in the dataset {dataset.root}.") from None
+    return read_image(sample.image_path), load_part_map(ws_root, image_id)
+
+
+def segment_table(ws_root: str | Path) -> pd.DataFrame:
+    """``WS/segments.parquet`` as a DataFrame (raises naming the file when missing)."""
+    path = Workspace(ws_root).segments
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist; run `biasaudit segment DATA --out {ws_root}` first.")
+    return pd.read_parquet(path)
+
+
+def _read_config(ws: Workspace) -> dict:
+    if not ws.config.is_file():
+        raise DatasetError(
+            f"{ws.config} does not exist; {ws.root} is not a segmented workspace. Run "
+            f"`biasaudit segment DATA --out {ws.root}` first."
+        )
+    config = json.loads(ws.config.read_text("utf-8"))
+    if "segment" not in config or "data" not in config:
+        raise DatasetError(f"{ws.config} has no 'segment' section; re-run `biasaudit segment`.")
+    return config
+
+
+def _open_for(ws: Workspace, config: dict):
+    data = config["data"]
+    return _open_cached(data["root"], data["layout"], json.dumps(data["schema_classes"], sort_keys=True),
+                        ws.config.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _open_cached(root: str, layout: str, schema_json: str, _stamp: int):
+    from biasaudit.data import open_dataset
+
+    schema = Schema.from_dict(json.loads(schema_json), source="workspace config.json")
+    return open_dataset(root, layout=layout, schema=schema)
+
+
+def _sha_of(ws: Workspace, image_id: str) -> str:
+    sha = _manifest_shas(str(ws.manifest), ws.manifest.stat().st_mtime_ns if ws.manifest.is_file() else 0)
+    if image_id not in sha:
+        raise DatasetError(f"Image '{image_id}' is not in {ws.manifest}.")
+    return sha[image_id]
+
+
+@lru_cache(maxsize=4)
+def _manifest_shas(path: str, _stamp: int) -> dict[str, str]:
+    if not Path(path).is_file():
+        raise DatasetError(f"{path} does not exist; run `biasaudit segment` first.")
+    table = pd.read_parquet(path, columns=["image", "sha256"])
+    return dict(zip(table["image"], table["sha256"], strict=True))
+

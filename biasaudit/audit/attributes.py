@@ -3,7 +3,9 @@
 Two sources (DESIGN.md §6):
 
 - **mask-derived**, from ``segments.parquet``, per schema part: ``presence``
-  (present | absent), ``colour`` (the segment stage's colour name, where present),
+  (present | absent), ``colour`` (the segment stage's colour name, where the part covers
+  at least ``MIN_COLOUR_AREA`` of the image: the colour of a few dozen pixels of eyebrow
+  is noise, not a group),
   ``size`` (tertile of area_frac among images where the part is present: small | medium |
   large) and ``shape`` (tertile of bounding-box width / height: narrow | medium | wide);
 - **discovered**, from a node's embeddings: k-means clusters, k chosen by silhouette in
@@ -27,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 SIZE_NAMES = ("small", "medium", "large")
+#: parts smaller than this share of the image get no colour name (too few pixels to trust)
+MIN_COLOUR_AREA = 0.01
 SHAPE_NAMES = ("narrow", "medium", "wide")
 
 
@@ -38,13 +42,14 @@ def _tertiles(values: pd.Series, names: tuple[str, str, str]) -> pd.Series:
     return pd.qcut(ranks, 3, labels=list(names)).astype(str)
 
 
-def mask_attributes(segments: pd.DataFrame) -> pd.DataFrame:
+def mask_attributes(segments: pd.DataFrame, *, min_colour_area: float = MIN_COLOUR_AREA) -> pd.DataFrame:
     """Presence, colour, size and shape per (image, part) from a segments table."""
-    seg = segments.copy()
+    seg = segments.reset_index(drop=True)
     out = pd.DataFrame({"image": seg["image"].astype(str), "node": seg["part"].astype(str)})
     present = seg["present"].astype(bool)
     out["presence"] = np.where(present, "present", "absent")
-    out["colour"] = np.where(present, seg.get("colour", pd.Series("", index=seg.index)).fillna("").astype(str), "")
+    colour = seg["colour"].fillna("").astype(str) if "colour" in seg else pd.Series("", index=seg.index)
+    out["colour"] = np.where(present & (seg["area_frac"].astype(float) >= min_colour_area), colour, "")
     out["size"] = ""
     out["shape"] = ""
     width = (seg["bbox_x1"] - seg["bbox_x0"]).astype(float)
@@ -66,9 +71,20 @@ class Cluster:
     description: dict = field(default_factory=dict)
 
 
+def reduce_dims(x: np.ndarray, *, dims: int = 16, seed: int = 0) -> np.ndarray:
+    """PCA to ``dims`` components: clusters live in the leading directions of an
+    embedding, and k-means on 16 numbers instead of 128 is what keeps the scan fast."""
+    from sklearn.decomposition import PCA
+
+    if x.shape[1] <= dims or len(x) <= dims:
+        return x
+    return PCA(n_components=dims, random_state=seed).fit_transform(x).astype(np.float32)
+
+
 def choose_k(x: np.ndarray, *, k_range: tuple[int, int] = (2, 8), seed: int = 0,
-             sample: int = 1000) -> tuple[int, dict[int, float]]:
-    """The k in ``k_range`` with the best silhouette (ties → smaller k)."""
+             sample: int = 600) -> tuple[int, dict[int, float]]:
+    """The k in ``k_range`` with the best silhouette (ties → smaller k), judged on a
+    random sample of at most ``sample`` rows."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -76,7 +92,7 @@ def choose_k(x: np.ndarray, *, k_range: tuple[int, int] = (2, 8), seed: int = 0,
     xs = x if len(x) <= sample else x[rng.choice(len(x), sample, replace=False)]
     scores: dict[int, float] = {}
     for k in range(k_range[0], min(k_range[1], len(xs) - 1) + 1):
-        labels = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(xs)
+        labels = KMeans(n_clusters=k, n_init=2, random_state=seed).fit_predict(xs)
         if len(np.unique(labels)) < 2:
             continue
         scores[k] = float(silhouette_score(xs, labels, random_state=seed))
@@ -104,11 +120,11 @@ def discover_clusters(
     emb = embedding.dropna()
     if len(emb) < max(10, k_range[0] * 3):
         return pd.DataFrame(columns=["image", "node", "cluster", "cluster_name"]), []
-    x = emb.to_numpy(dtype=np.float32)
+    x = reduce_dims(emb.to_numpy(dtype=np.float32), seed=seed)
     k, scores = choose_k(x, k_range=k_range, seed=seed)
     if k < 2:
         return pd.DataFrame(columns=["image", "node", "cluster", "cluster_name"]), []
-    km = KMeans(n_clusters=k, n_init=5, random_state=seed).fit(x)
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
     labels = km.labels_
     dist = np.linalg.norm(x - km.cluster_centers_[labels], axis=1)
     ids = emb.index.astype(str).to_numpy()

@@ -81,17 +81,25 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return sstats.false_discovery_control(np.clip(p, 0, 1), method="bh")
 
 
-def bootstrap_ci(
-    values: np.ndarray, labels: np.ndarray, statistic, *, n_boot: int = 200, seed: int = 0,
-    level: float = 0.95,
+def bootstrap_cramers_v(
+    values: np.ndarray, labels: np.ndarray, *, n_boot: int = 200, seed: int = 0, level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(values, labels)`` resampling images."""
+    """Percentile bootstrap interval of Cramér's V, resampling images with replacement.
+
+    Tables are counted with one ``bincount`` per resample (codes, not pandas), so a few
+    hundred resamples of thousands of images cost milliseconds.
+    """
+    v_codes, v_uniq = pd.factorize(np.asarray(values), sort=True)
+    l_codes, l_uniq = pd.factorize(np.asarray(labels), sort=True)
+    shape = (len(v_uniq), len(l_uniq))
+    flat = v_codes * shape[1] + l_codes
     rng = np.random.default_rng(seed)
-    n = len(values)
+    n = len(flat)
     stats_ = np.empty(n_boot)
     for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        stats_[b] = statistic(values[idx], labels[idx])
+        table = np.bincount(flat[rng.integers(0, n, n)], minlength=shape[0] * shape[1]).reshape(shape)
+        table = table[table.sum(1) > 0][:, table.sum(0) > 0]
+        stats_[b] = cramers_v(table)
     lo, hi = np.quantile(stats_, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 

@@ -17,6 +17,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("biasaudit.cli.validate", "validate"),
     ("biasaudit.cli.segment", "segment"),
     ("biasaudit.cli.synth", "synth"),
+    ("biasaudit.cli.scan", "scan"),
+    ("biasaudit.cli.explain", "explain"),
 ]
 
 

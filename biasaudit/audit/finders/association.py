@@ -93,10 +93,7 @@ class AssociationFinder(Finder):
             "cells": cells,
         }
         if p < stats.ALPHA:
-            lo, hi = stats.bootstrap_ci(
-                values, labels, lambda a, b: stats.cramers_v(stats.contingency(a, b).to_numpy()),
-                n_boot=inputs.n_boot, seed=inputs.seed,
-            )
+            lo, hi = stats.bootstrap_cramers_v(values, labels, n_boot=inputs.n_boot, seed=inputs.seed)
             evidence["cramers_v_ci95"] = [round(lo, 4), round(hi, 4)]
         summary = (
             f"{node} {title} '{value}' co-occurs with {column}={label_value} in "

@@ -1,12 +1,16 @@
 """``under_representation``: attribute values far below their expected share.
 
-Tested attributes are the named colours of each part (where the part is present): a
+Tested attributes are the named colours of parts present in at least half of the images
+(hair, skin, cloth: parts every portrait has, so their colours describe the population;
+an accessory's colour describes a styling choice of a minority and is not tested). A
 value's observed share is compared with the user's reference share, or by default with
 an even share over the values seen at least ``support_floor`` times. Presence, size
 tertiles and embedding clusters are not tested: how often an accessory appears, or how a
 clustering splits, is not a population group. One-sided exact binomial test; the effect
-is the shortfall below half the expected share: max(0, 1 − ratio / 0.5), so a value at
-40% of its expected share scores 0.2 and one at 10% scores 0.8.
+is the shortfall below ``SHORTFALL_KNEE`` of the expected share:
+max(0, 1 − ratio / SHORTFALL_KNEE). With the knee at 0.24 a value is flagged (severity
+>= 0.5) at about a fifth of its expected share or less: 2% where 20% was expected
+(ratio 0.1, effect 0.58) is flagged; 5% where 20% was expected (ratio 0.25) is not.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from biasaudit.audit.findings import Finding
 from biasaudit.audit.inputs import AuditInputs
 
 #: a value at this fraction of its expected share (or above) has no shortfall at all
-SHORTFALL_KNEE = 0.5
+SHORTFALL_KNEE = 0.24
+#: parts present in fewer images than this share are accessories: not tested
+MIN_PRESENCE = 0.5
 
 
 class UnderRepresentationFinder(Finder):
@@ -30,6 +36,8 @@ class UnderRepresentationFinder(Finder):
     def find(self, inputs: AuditInputs) -> list[Finding]:
         out: list[Finding] = []
         for node, rows in inputs.attributes.groupby("node", sort=True):
+            if "presence" in rows and (rows["presence"] == "present").mean() < MIN_PRESENCE:
+                continue
             for attribute in self.attributes:
                 if attribute not in rows.columns:
                     continue

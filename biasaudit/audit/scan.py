@@ -1,0 +1,229 @@
+"""``run_scan``: dataset folder → findings, every stage writing the workspace.
+
+validate → segment → statistics (``segment_dataset``) → HEML (train, or reuse the models
+already in ``WS/models``) → embeddings → attributes → findings. Each stage leaves its
+files behind atomically, so a killed scan re-run with the same arguments continues: the
+segmentation reuses its cache and rows, HEML is reused when ``WS/models`` holds a model
+trained with the same settings, and the cheap stages after it are recomputed.
+
+HEML is trained self-supervised here (``supervision="self"``): the embeddings that the
+audit clusters and probes must not have seen the labels they are tested against.
+
+>>> result = run_scan("DATA", "WS", labels=["Smiling"], causal=["mouth"])  # doctest: +SKIP
+>>> result.findings[0].attribute  # doctest: +SKIP
+'hair colour: blond'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from biasaudit import __version__
+from biasaudit.audit.attributes import build_attributes
+from biasaudit.audit.confounding import node_confounding, overlap_confounding
+from biasaudit.audit.findings import Finding, findings_document
+from biasaudit.audit.inputs import AuditInputs, Target
+from biasaudit.audit.run import run_audit
+from biasaudit.core.errors import ValidationError
+from biasaudit.core.io import atomic_path, write_json_atomic, write_parquet_atomic
+from biasaudit.core.progress import progress
+from biasaudit.core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """What a scan was asked to do; stored in ``WS/config.json`` under ``scan``."""
+
+    labels: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()
+    causal: tuple[str, ...] = ()
+    segmenter: str = "auto"
+    schema: str | None = None
+    layout: str = "auto"
+    recipe: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    heml: bool = True
+    heml_size: int = 128
+    epochs_scale: float = 1.0
+    k_range: tuple[int, int] = (2, 8)
+    n_boot: int = 200
+
+    def heml_key(self) -> dict[str, Any]:
+        """The settings a trained HEML depends on: reuse it only when these match."""
+        return {"recipe": self.recipe, "seed": self.seed, "heml_size": self.heml_size,
+                "epochs_scale": self.epochs_scale, "supervision": "self"}
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    workspace: Path
+    findings: list[Finding]
+    expected: list[Finding]
+    n_images: int
+    n_errors: int
+    n_tests: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[Finding]:
+        return [f for f in self.findings if f.flagged]
+
+
+def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
+             sensitive: Sequence[str] = (), causal: Sequence[str] = (), segmenter: str = "auto",
+             schema: str | None = None, layout: str = "auto", recipe: str | None = None,
+             device: str = "auto", seed: int = 0, heml: bool = True, heml_size: int = 128,
+             epochs_scale: float = 1.0, log=None) -> ScanResult:
+    """Scan ``data`` into workspace ``out`` and return the ranked findings."""
+    from biasaudit.segment import segment_dataset
+
+    settings = ScanSettings(
+        labels=tuple(labels), sensitive=tuple(sensitive), causal=tuple(causal), segmenter=segmenter,
+        schema=schema, layout=layout, recipe=recipe, device=device, seed=seed, heml=heml,
+        heml_size=heml_size, epochs_scale=epochs_scale,
+    )
+    say = log or (lambda msg: None)
+    ws = Workspace(out)
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    say("segmenting")
+    seg = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout, device=device)
+    seconds["segment"] = time.perf_counter() - t0
+    manifest = pd.read_parquet(ws.manifest)
+    ok = manifest[manifest["status"] == "ok"]
+    targets = _targets(settings, manifest)
+    _check_causal(settings.causal, seg.schema.part_names)
+    segments = seg.segments
+    segments = segments[segments["image"].isin(ok["image"])]
+
+    embeddings: dict[str, pd.DataFrame] = {}
+    node_parts: dict[str, tuple[str, ...]] = {}
+    root = None
+    if heml:
+        t0 = time.perf_counter()
+        say("training HEML (self-supervised)")
+        embeddings, node_parts, root = _heml_embeddings(ws, ok["image"].tolist(), settings, seg.schema.name)
+        seconds["heml"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("attributes and findings")
+    attributes, clusters = build_attributes(segments, embeddings, node_parts, k_range=settings.k_range,
+                                            seed=seed)
+    write_parquet_atomic(ws.attributes, attributes)
+    causal_set = frozenset(settings.causal)
+    part_reasons = overlap_confounding(segments, causal_set)
+    all_parts = {p: (p,) for p in seg.schema.part_names}
+    inputs = AuditInputs(
+        attributes=attributes, labels=ok.set_index("image")[[t.column for t in targets]],
+        targets=targets, embeddings=embeddings, node_parts={**all_parts, **node_parts},
+        causal=causal_set, confounded=node_confounding({**all_parts, **node_parts}, part_reasons),
+        root=root, seed=seed, n_boot=settings.n_boot,
+    )
+    result = run_audit(inputs)
+    n_errors = int((manifest["status"] != "ok").sum())
+    settings_doc = {**asdict(settings), "n_tests": result.n_tests,
+                    "clusters": [asdict(c) for c in clusters]}
+    doc = findings_document(result.findings, result.expected, version=__version__,
+                            n_images=len(manifest), n_errors=n_errors, settings=settings_doc)
+    write_json_atomic(ws.findings, doc)
+    seconds["audit"] = time.perf_counter() - t0
+    _update_config(ws, settings)
+    return ScanResult(workspace=ws.root, findings=result.findings, expected=result.expected,
+                      n_images=len(manifest), n_errors=n_errors, n_tests=result.n_tests, seconds=seconds)
+
+
+def _targets(settings: ScanSettings, manifest: pd.DataFrame) -> list[Target]:
+    targets = [Target(c, "label") for c in settings.labels] + [Target(c, "sensitive") for c in settings.sensitive]
+    base = {"image", "path", "sha256", "width", "height", "status", "error", "warning", "has_mask"}
+    available = [c for c in manifest.columns if c not in base]
+    for t in targets:
+        if t.column not in manifest.columns:
+            option = "--label" if t.role == "label" else "--sensitive"
+            raise ValidationError(
+                f"{option} {t.column}: no such column in the dataset's labels. Expected one of: "
+                f"{', '.join(available) or '(the dataset has no label columns; add labels.csv)'}."
+            )
+    return targets
+
+
+def _check_causal(causal: Sequence[str], parts: Sequence[str]) -> None:
+    unknown = [c for c in causal if c not in parts]
+    if unknown:
+        raise ValidationError(
+            f"--causal {','.join(unknown)}: not part(s) of the dataset's schema. Expected names "
+            f"from: {', '.join(parts)}."
+        )
+
+
+def _load_arrays(ws: Workspace, image_ids: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """All images and label maps resized to ``size``² (nearest for labels) for HEML."""
+    import cv2
+
+    from biasaudit.segment import load_segmentation
+
+    def one(image_id: str):
+        rgb, parts = load_segmentation(ws.root, image_id)
+        if rgb.shape[:2] != (size, size):
+            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        if parts.shape[:2] != (size, size):
+            parts = cv2.resize(parts, (size, size), interpolation=cv2.INTER_NEAREST)
+        return rgb, parts
+
+    images = np.empty((len(image_ids), size, size, 3), np.uint8)
+    maps = np.empty((len(image_ids), size, size), np.uint16)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, (rgb, parts) in enumerate(progress(pool.map(one, image_ids), desc="loading parts",
+                                                   total=len(image_ids))):
+            images[i], maps[i] = rgb, parts
+    return images, maps
+
+
+def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings, schema: str):
+    """Train (or reuse) a self-supervised HEML and return per-node embeddings."""
+    from biasaudit.heml import HEML
+
+    key_path = ws.models_dir / "scan-key.json"
+    key = {**settings.heml_key(), "images": len(image_ids), "schema": schema}
+    images, maps = _load_arrays(ws, image_ids, settings.heml_size)
+    model = None
+    if key_path.is_file() and json.loads(key_path.read_text("utf-8")) == key:
+        model = HEML.load(ws.models_dir, device=settings.device)
+    if model is None:
+        model = HEML(tree=settings.recipe or schema, supervision="self", device=settings.device,
+                     seed=settings.seed, epochs_scale=settings.epochs_scale)
+        model.fit(images, maps)
+        model.save(ws.models_dir)
+        write_json_atomic(key_path, key)
+    emb = model.embed(images, maps)
+    ws.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    index = pd.DataFrame({"image": image_ids})
+    write_parquet_atomic(ws.embeddings_dir / "index.parquet", index)
+    frames: dict[str, pd.DataFrame] = {}
+    for node, arr in emb.items():
+        with atomic_path(ws.embedding_path(node)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr.astype(np.float16))
+        frame = pd.DataFrame(arr, index=pd.Index(image_ids, name="image"))
+        absent = ~np.any(arr != 0, axis=1)  # HEML embeds an absent part as all zeros
+        frame.loc[absent] = np.nan
+        frames[node] = frame
+    tree = model.tree_
+    node_parts = {name: tuple(node.parts) for name, node in tree.nodes.items()}
+    return frames, node_parts, tree.root
+
+
+def _update_config(ws: Workspace, settings: ScanSettings) -> None:
+    config = json.loads(ws.config.read_text("utf-8")) if ws.config.is_file() else {}
+    config["biasaudit_version"] = __version__
+    config["scan"] = asdict(settings)
+    write_json_atomic(ws.config, config)

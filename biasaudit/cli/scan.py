@@ -1,0 +1,84 @@
+"""``biasaudit scan DATA --out WS``: the whole audit, from a dataset folder to findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from biasaudit.data import LAYOUTS
+
+
+def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
+    # --causal accepts "mouth,u_lip,l_lip" and repeated options alike
+    return tuple(p.strip() for v in value for p in v.split(",") if p.strip())
+
+
+@click.command("scan")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, metavar="WS",
+              help="Workspace folder (created; never inside DATA). Re-running continues there.")
+@click.option("--label", "labels", multiple=True, metavar="COL",
+              help="Label column to test every part attribute against (repeatable).")
+@click.option("--sensitive", multiple=True, metavar="COL",
+              help="Sensitive column (e.g. Male) to test attributes against (repeatable).")
+@click.option("--causal", multiple=True, callback=_split_parts, metavar="PART,...",
+              help="Parts that legitimately show the label (e.g. mouth,u_lip,l_lip for Smiling): "
+                   "their findings are reported as expected evidence, not bias.")
+@click.option("--segmenter", default="auto", show_default=True,
+              metavar="auto|masks|segformer:<dir-or-id>|mediapipe-face", help="Where part maps come from.")
+@click.option("--schema", default=None, metavar="NAME|PATH", help="Part schema (default: the dataset's).")
+@click.option("--layout", type=click.Choice(["auto", *LAYOUTS]), default="auto", show_default=True)
+@click.option("--recipe", default=None, metavar="FILE",
+              help="HEML segment tree recipe (YAML); default: the schema's recipe in recipes/.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where HEML and model segmenters run (auto: a GPU when present).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: a fixed seed gives identical findings.")
+@click.option("--heml/--no-heml", default=True, show_default=True,
+              help="Train HEML embeddings (appearance clusters, shortcut probes); --no-heml audits mask "
+                   "statistics only, in seconds.")
+@click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Multiply every HEML node's epochs (GPU users turn it up).")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many findings to print.")
+def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, ...],
+         causal: tuple[str, ...], segmenter: str, schema: str | None, layout: str, recipe: str | None,
+         device: str, seed: int, heml: bool, epochs_scale: float, top: int) -> None:
+    """Audit DATA for part-level bias and write the findings to WS.
+
+    \b
+    Runs validate → segment → statistics → HEML → embeddings → attributes → findings,
+    writing WS/manifest.parquet, segments.parquet, models/, embeddings/,
+    attributes.parquet and findings.json. Severity >= 0.5 means flagged.
+
+    \b
+    Examples:
+      biasaudit scan DATA --out WS --label Smiling --causal mouth,u_lip,l_lip
+      biasaudit scan DATA --out WS --label Eyeglasses --causal eye_g --sensitive Male
+    """
+    from biasaudit.audit.scan import run_scan
+
+    result = run_scan(data, out, labels=labels, sensitive=sensitive, causal=causal,
+                      segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
+                      device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
+                      log=lambda msg: click.echo(f"· {msg}", err=True))
+    click.echo(format_findings(result.findings, top=top))
+    flagged = len(result.flagged)
+    click.echo(
+        f"\n{result.n_images} images ({result.n_errors} with errors), {result.n_tests} tests, "
+        f"{len(result.findings)} findings ({flagged} flagged), {len(result.expected)} expected "
+        f"evidence on causal parts. Details: {Path(out) / 'findings.json'}"
+    )
+
+
+def format_findings(findings, *, top: int = 10) -> str:
+    """A plain-text table of the top findings (rank, severity, kind, segment, summary)."""
+    if not findings:
+        return "No finding passed the false-discovery control (q < 0.01)."
+    lines = [f"{'rank':>4}  {'sev':>4}  {'':1} {'kind':<20} {'segment':<14} summary"]
+    for f in findings[:top]:
+        mark = "!" if f.flagged else " "
+        lines.append(f"{f.rank:>4}  {f.severity:>4.2f}  {mark} {f.kind:<20} {f.segment:<14} {f.summary}")
+    if len(findings) > top:
+        lines.append(f"… {len(findings) - top} more in findings.json")
+    return "\n".join(lines)

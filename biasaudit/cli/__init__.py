@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("biasaudit.cli.segment", "segment"),
     ("biasaudit.cli.synth", "synth"),
     ("biasaudit.cli.scan", "scan"),
+    ("biasaudit.cli.demo", "demo"),
     ("biasaudit.cli.explain", "explain"),
 ]
 

@@ -1,0 +1,433 @@
+"""HEML: bottom-up metric learning over a segment tree (DESIGN.md §5), scikit-learn style.
+
+``fit`` trains one node model per tree node, leaves first. Each parent starts from the
+weighted average of its two children's weights (``init_weights``: ``equal``, ``area`` =
+the children's mean part area, or ``p_at_1`` = their held-out Precision@1) and is then
+fine-tuned on its own input. Every node is scored (P@1, MAP@R) on one held-out split
+shared by all nodes.
+
+>>> heml = HEML(tree=my_tree, loss="triplet-margin")          # doctest: +SKIP
+>>> heml.fit(images, label_maps, y=smiling)                  # doctest: +SKIP
+>>> heml.metrics_["mouth"]["precision_at_1"]                  # doctest: +SKIP
+0.97
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from biasaudit.core.errors import NotFittedError, ValidationError
+from biasaudit.heml.inputs import NodeInputs, check_arrays, node_inputs, whole_image_inputs
+from biasaudit.heml.losses import LOSSES, LossBundle, build_loss
+from biasaudit.heml.quality import retrieval_metrics
+from biasaudit.heml.training import (
+    DeviceSetup,
+    Stopwatch,
+    resolve_device,
+    run_batched,
+    to_device,
+    train_modules,
+)
+from biasaudit.heml.tree import SegmentTree, load_recipe
+from biasaudit.heml.trunks import NodeModel, average_state_dicts, build_node_model
+
+SUPERVISIONS = ("label", "self")
+INIT_WEIGHTS = ("equal", "area", "p_at_1")
+BASELINE = "_baseline"
+
+
+@dataclass(frozen=True)
+class HEMLConfig:
+    """Every HEML option with its default (``HEML(**asdict(config))`` builds the estimator).
+
+    - ``tree``: a :class:`SegmentTree`, a built-in schema name or a recipe path/mapping.
+    - ``trunk``: force one trunk spec on every node (None: each node's recipe value).
+    - ``loss``: one of ``LOSSES`` or a pml loss instance; ``miner``: ``"default"``
+      (TripletMarginMiner for triplet-margin), None or a pml miner instance.
+    - ``supervision``: ``label`` (metric learning on ``y``) or ``self`` (two augmented
+      views of each node input are positives, NTXent via pml's SelfSupervisedLoss).
+    - ``init_weights``: how a parent averages its children (``equal``|``area``|``p_at_1``).
+    - ``concurrent``: train all nodes of one tree level at once (stacked parameters).
+    - ``device``: ``auto`` (CUDA with bf16 autocast and channels_last when present) | ``cpu`` | ``cuda``.
+    - ``epochs_scale`` / ``resolution_scale``: multiply every node's recipe epochs /
+      input resolution (the recipes are sized for a 2-core CPU; GPU users turn them up).
+    - ``augment``: also augment label-supervised batches (``self`` always augments).
+    - ``background``: RGB that replaces pixels outside a node's parts.
+    - ``baseline``: also train one whole-image model with the same compute budget.
+    """
+
+    tree: Any = "celebamask-hq"
+    trunk: str | None = None
+    loss: Any = "triplet-margin"
+    miner: Any = "default"
+    loss_params: Mapping[str, Any] | None = None
+    supervision: str = "label"
+    embedding_dim: int = 128
+    hidden_dim: int = 256
+    init_weights: str = "area"
+    concurrent: bool = False
+    device: str = "auto"
+    batch_size: int = 64
+    lr: float = 1e-3
+    loss_lr: float = 1e-2
+    test_size: float = 0.3
+    epochs_scale: float = 1.0
+    resolution_scale: float = 1.0
+    augment: bool | None = None
+    background: tuple[int, int, int] = (0, 0, 0)
+    baseline: bool = False
+    seed: int = 0
+
+
+class HEML:
+    """Hierarchical explainable metric learning over a segment tree.
+
+    Parameters are those of :class:`HEMLConfig` (keyword-only). Fitted state:
+    ``tree_``, ``models_`` (node → :class:`NodeModel`), ``losses_`` (node → loss module,
+    holding proxies where the loss has them), ``metrics_`` (node → dict), ``classes_``,
+    ``history_`` (node → loss per epoch), ``split_`` (``train``/``test`` row indices) and,
+    with ``baseline=True``, ``baseline_model_`` and ``baseline_metrics_``.
+
+    >>> heml = HEML(tree="celebamask-hq", supervision="self", device="cpu")
+    >>> heml.get_params()["supervision"]
+    'self'
+    """
+
+    def __init__(self, **params: Any) -> None:
+        unknown = sorted(set(params) - set(HEMLConfig.__dataclass_fields__))
+        if unknown:
+            raise ValidationError(
+                f"HEML got unknown parameter(s) {unknown}; expected some of "
+                f"{', '.join(HEMLConfig.__dataclass_fields__)}."
+            )
+        for name, field in HEMLConfig.__dataclass_fields__.items():
+            setattr(self, name, params.get(name, field.default))
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in HEMLConfig.__dataclass_fields__}
+
+    def set_params(self, **params: Any) -> HEML:
+        unknown = sorted(set(params) - set(HEMLConfig.__dataclass_fields__))
+        if unknown:
+            raise ValidationError(f"HEML got unknown parameter(s) {unknown}.")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def config(self) -> HEMLConfig:
+        return HEMLConfig(**self.get_params())
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, images: np.ndarray, label_maps: np.ndarray, y: Any = None) -> HEML:
+        """Train every node bottom-up on ``images`` (N×H×W×3 uint8) with ``label_maps``
+        (N×H×W class ids) and, for ``supervision="label"``, labels ``y`` (length N; rows
+        whose label is missing are ignored). Returns ``self``."""
+        images, label_maps = check_arrays(images, label_maps)
+        self._check_params()
+        tree = self.tree if isinstance(self.tree, SegmentTree) else load_recipe(self.tree)
+        if self.trunk is not None:
+            tree = tree.with_options(trunk=self.trunk)
+        if float(self.resolution_scale) != 1.0:
+            tree = tree.scaled_resolution(float(self.resolution_scale))
+        setup = resolve_device(self.device)
+        n = len(images)
+        y_codes, usable, classes = self._encode_labels(y, n)
+        train_idx, test_idx = self._split(y_codes, usable)
+        self.tree_ = tree
+        self.classes_ = classes
+        self.split_ = {"train": train_idx, "test": test_idx}
+        self.models_: dict[str, NodeModel] = {}
+        self.losses_: dict[str, nn.Module] = {}
+        self.metrics_: dict[str, dict[str, Any]] = {}
+        self.history_: dict[str, list[float]] = {}
+        self.area_: dict[str, float] = {}
+        self._frozen_trunks: dict[str, nn.Module] = {}
+        self.device_ = str(setup.device)
+        train_mask = np.zeros(n, bool)
+        train_mask[train_idx] = True
+        test_mask = np.zeros(n, bool)
+        test_mask[test_idx] = True
+
+        for level in tree.levels():
+            groups = [[name] for name in level]
+            if self.concurrent:
+                keyed: dict[tuple, list[str]] = {}
+                for name in level:
+                    o = tree.nodes[name].options
+                    keyed.setdefault((o.trunk, o.resolution, o.epochs), []).append(name)
+                groups = list(keyed.values())
+            for group in groups:
+                self._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
+        if self.baseline:
+            self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
+        return self
+
+    def _check_params(self) -> None:
+        if self.supervision not in SUPERVISIONS:
+            raise ValidationError(
+                f"The 'supervision' parameter must be one of {SUPERVISIONS}. Got {self.supervision!r} instead."
+            )
+        if self.init_weights not in INIT_WEIGHTS:
+            raise ValidationError(
+                f"The 'init_weights' parameter must be one of {INIT_WEIGHTS}. Got {self.init_weights!r} instead."
+            )
+        if isinstance(self.loss, str) and self.loss not in LOSSES:
+            raise ValidationError(f"The 'loss' parameter must be one of {LOSSES}. Got {self.loss!r} instead.")
+        if not 0.0 < float(self.test_size) < 1.0:
+            raise ValidationError(f"The 'test_size' parameter must be in (0, 1). Got {self.test_size!r} instead.")
+        if int(self.embedding_dim) < 2 or int(self.batch_size) < 2:
+            raise ValidationError("The 'embedding_dim' and 'batch_size' parameters must be ints >= 2.")
+
+    def _encode_labels(self, y: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.supervision == "self":
+            return np.zeros(n, np.int64), np.ones(n, bool), np.array([])  # labels unused
+        if y is None:
+            raise ValidationError(
+                "supervision='label' needs labels: pass y (one label per image), or use "
+                "supervision='self' to learn without labels."
+            )
+        import pandas as pd
+
+        values = pd.Series(np.asarray(y, dtype=object) if not isinstance(y, pd.Series) else y.to_numpy())
+        if len(values) != n:
+            raise ValidationError(f"y has {len(values)} labels for {n} images; give exactly one per image.")
+        usable = values.notna().to_numpy()
+        classes, codes = np.unique(values[usable].astype(str), return_inverse=True)
+        y_codes = np.full(n, -1, np.int64)
+        y_codes[usable] = codes
+        if len(classes) < 2:
+            raise ValidationError(
+                f"y has {len(classes)} distinct label value(s); metric learning on a label needs at least 2."
+            )
+        return y_codes, usable, classes
+
+    def _split(self, y_codes: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.flatnonzero(usable)
+        if len(idx) < 4:
+            raise ValidationError(f"HEML needs at least 4 usable images to hold some out; got {len(idx)}.")
+        strat = y_codes[idx] if self.supervision == "label" and np.bincount(y_codes[idx]).min() >= 2 else None
+        train, test = train_test_split(idx, test_size=float(self.test_size), random_state=self.seed, stratify=strat)
+        return np.sort(train), np.sort(test)
+
+    def _fit_group(self, group: list[str], images, label_maps, y_codes, train_mask, test_mask,
+                   setup: DeviceSetup) -> None:
+        tree: SegmentTree = self.tree_
+        self_sup = self.supervision == "self"
+        prepared = []
+        for name in group:
+            node = tree.nodes[name]
+            opts = node.options
+            inp = node_inputs(images, label_maps, tree.part_ids(name), resolution=opts.resolution,
+                              margin=opts.margin, background=tuple(self.background))
+            train_rows = np.flatnonzero(inp.present & train_mask)
+            self.area_[name] = float(inp.area_frac[train_rows].mean()) if len(train_rows) else 0.0
+            node_seed = self.seed * 1000 + list(tree.nodes).index(name)
+            # One shared random initialisation for every node (as in model soups): weights
+            # that start aligned stay comparable, so a parent's average of its children is a
+            # meaningful starting point rather than a blend of permuted units.
+            model = build_node_model(opts.trunk, embedding_dim=int(self.embedding_dim),
+                                     hidden_dim=int(self.hidden_dim), seed=self.seed,
+                                     frozen_trunks=self._frozen_trunks).to(setup.device)
+            if setup.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            bundle = build_loss(self.loss, num_classes=max(len(self.classes_), 1),
+                                embedding_dim=int(self.embedding_dim), miner=self.miner,
+                                self_supervised=self_sup, params=dict(self.loss_params or {}))
+            bundle.loss.to(setup.device)
+            init = self._init_from_children(name, model, bundle)
+            prepared.append((name, opts, inp, train_rows, model, bundle, init, node_seed))
+
+        trainable = [p[4].trainable() for p in prepared]
+        frozen = not prepared[0][4].trunk_trainable
+        epochs = max(0, round(prepared[0][1].epochs * float(self.epochs_scale)))
+        with Stopwatch(setup) as clock:
+            inputs, targets, ok = [], [], []
+            for _name, _opts, inp, rows, model, _bundle, _init, _seed in prepared:
+                x = _nchw(inp.crops[rows])
+                if frozen:
+                    x = run_batched(model.features, x, setup)
+                inputs.append(to_device(x, setup))
+                targets.append(to_device(torch.as_tensor(y_codes[rows]), setup))
+                enough = len(rows) >= 2 and (self_sup or len(np.unique(y_codes[rows])) >= 2)
+                ok.append(enough)
+            active = [j for j in range(len(prepared)) if ok[j]]
+            history: list[list[float]] = [[] for _ in prepared]
+            if active and epochs > 0:
+                gen = torch.Generator().manual_seed(prepared[active[0]][7])
+                hist = train_modules(
+                    [trainable[j] for j in active], [prepared[j][5] for j in active],
+                    [inputs[j] for j in active], [targets[j] for j in active],
+                    normalize=frozen, epochs=epochs, batch_size=int(self.batch_size), lr=float(self.lr),
+                    loss_lr=float(self.loss_lr), setup=setup, gen=gen, self_supervised=self_sup,
+                    augment_inputs=bool(self.augment) if self.augment is not None else False,
+                    progress_desc=f"HEML {'+'.join(group) if len(group) < 3 else f'{len(group)} nodes'}",
+                )
+                for j, h in zip(active, hist, strict=True):
+                    history[j] = h
+        share = clock.seconds / len(prepared)
+        for j, (name, opts, inp, rows, model, bundle, init, node_seed) in enumerate(prepared):
+            model.eval()
+            test_rows = np.flatnonzero(inp.present & test_mask)
+            metrics = self._evaluate(model, inp.crops[test_rows], y_codes[test_rows], setup, node_seed)
+            metrics.update(
+                n_train=int(len(rows)), n_test=int(len(test_rows)), epochs=epochs if ok[j] else 0,
+                resolution=opts.resolution, trunk=opts.trunk,
+                train_seconds=round(share, 3), peak_gpu_mem_mb=clock.peak_gpu_mb,
+                concurrent_group=list(group), init=init,
+            )
+            self.models_[name] = model
+            self.losses_[name] = bundle.loss
+            self.metrics_[name] = metrics
+            self.history_[name] = history[j]
+
+    def _init_from_children(self, name: str, model: NodeModel, bundle: LossBundle) -> dict[str, Any]:
+        node = self.tree_.nodes[name]
+        if node.is_leaf:
+            return {"kind": "random"}
+        kids = list(node.children)
+        if self.init_weights == "equal":
+            weights = [1.0, 1.0]
+        elif self.init_weights == "area":
+            weights = [self.area_[c] for c in kids]
+        else:
+            weights = [self.metrics_[c].get("precision_at_1", float("nan")) for c in kids]
+        if not all(math.isfinite(w) for w in weights) or sum(weights) <= 0:
+            weights = [1.0, 1.0]  # a child never trained (part absent everywhere): fall back
+        child_models = [self.models_[c] for c in kids]
+        if any(m.trunk_spec != model.trunk_spec for m in child_models):
+            raise ValidationError(
+                f"Node '{name}' uses trunk '{model.trunk_spec}' but its children use "
+                f"{[m.trunk_spec for m in child_models]}; a parent starts from the average of its "
+                f"children's weights, so give them one trunk in the recipe."
+            )
+        states = [m.trainable().state_dict() for m in child_models]
+        model.trainable().load_state_dict(average_state_dicts(states, weights))
+        loss_states = [self.losses_[c].state_dict() for c in kids]
+        if bundle.has_parameters and all(s.keys() == bundle.loss.state_dict().keys() for s in loss_states):
+            bundle.loss.load_state_dict(average_state_dicts(loss_states, weights))
+        total = sum(weights)
+        return {"kind": "average", "children": kids, "weights": [w / total for w in weights],
+                "by": self.init_weights}
+
+    def _evaluate(self, model: NodeModel, crops: np.ndarray, y_test: np.ndarray, setup: DeviceSetup,
+                  seed: int) -> dict[str, Any]:
+        if len(crops) < 2:
+            return {"precision_at_1": float("nan"), "map_at_r": float("nan"), "chance_p_at_1": float("nan")}
+        x = _nchw(crops)
+        if self.supervision == "self":
+            # no labels: each held-out input must retrieve another random view of itself
+            from biasaudit.heml.training import augment
+
+            gen = torch.Generator().manual_seed(seed + 7)
+            views = []
+            for _ in range(2):
+                views.append(run_batched(lambda xb: model(augment(xb, gen)), x, setup))
+            emb = torch.cat(views)
+            labels = np.concatenate([np.arange(len(x))] * 2)
+            return retrieval_metrics(emb, labels)
+        emb = run_batched(model, x, setup)
+        return retrieval_metrics(emb, y_test)
+
+    def _fit_baseline(self, images, y_codes, train_mask, test_mask, setup: DeviceSetup) -> None:
+        """One whole-image model spending the tree's compute: epochs such that
+        epochs·n_train·r_root² ≈ Σ_nodes epochs_k·n_k·r_k² (pixels seen in training)."""
+        tree = self.tree_
+        root_opts = tree.nodes[tree.root].options
+        spent = sum(m["epochs"] * m["n_train"] * m["resolution"] ** 2 for m in self.metrics_.values())
+        train_rows, test_rows = np.flatnonzero(train_mask), np.flatnonzero(test_mask)
+        epochs = max(1, round(spent / (len(train_rows) * root_opts.resolution ** 2)))
+        crops = whole_image_inputs(images, resolution=root_opts.resolution)
+        model = build_node_model(root_opts.trunk, embedding_dim=int(self.embedding_dim),
+                                 hidden_dim=int(self.hidden_dim), seed=self.seed,
+                                 frozen_trunks=self._frozen_trunks).to(setup.device)
+        bundle = build_loss(self.loss, num_classes=max(len(self.classes_), 1),
+                            embedding_dim=int(self.embedding_dim), miner=self.miner,
+                            self_supervised=self.supervision == "self", params=dict(self.loss_params or {}))
+        bundle.loss.to(setup.device)
+        with Stopwatch(setup) as clock:
+            x = _nchw(crops[train_rows])
+            if not model.trunk_trainable:
+                x = run_batched(model.features, x, setup)
+            train_modules([model.trainable()], [bundle], [to_device(x, setup)],
+                          [to_device(torch.as_tensor(y_codes[train_rows]), setup)],
+                          normalize=not model.trunk_trainable, epochs=epochs,
+                          batch_size=int(self.batch_size), lr=float(self.lr), loss_lr=float(self.loss_lr),
+                          setup=setup, gen=torch.Generator().manual_seed(self.seed),
+                          self_supervised=self.supervision == "self", progress_desc="HEML baseline")
+        metrics = self._evaluate(model, crops[test_rows], y_codes[test_rows], setup, self.seed)
+        metrics.update(n_train=int(len(train_rows)), n_test=int(len(test_rows)), epochs=epochs,
+                       resolution=root_opts.resolution, trunk=root_opts.trunk,
+                       train_seconds=round(clock.seconds, 3), peak_gpu_mem_mb=clock.peak_gpu_mb)
+        self.baseline_model_ = model
+        self.baseline_metrics_ = metrics
+
+    # ------------------------------------------------------------------ use
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise NotFittedError(
+                "This HEML instance is not fitted yet. Call 'fit' (or load a trained one with "
+                "HEML.load) before using it."
+            )
+
+    def node_inputs(self, images: np.ndarray, label_maps: np.ndarray, node: str) -> NodeInputs:
+        """The (masked, cropped, resized) inputs ``node`` sees for each image."""
+        self._check_fitted()
+        opts = self.tree_._node(node).options
+        return node_inputs(images, label_maps, self.tree_.part_ids(node), resolution=opts.resolution,
+                           margin=opts.margin, background=tuple(self.background))
+
+    def embed(self, images: np.ndarray, label_maps: np.ndarray, *, nodes: list[str] | None = None,
+              batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Per-node embeddings: node → N×D float32, rows of images lacking the node's parts
+        all zero ("absent"; present rows have unit norm).
+
+        >>> emb = heml.embed(images, label_maps)          # doctest: +SKIP
+        >>> emb["hair"].shape                             # doctest: +SKIP
+        (2000, 128)
+        """
+        self._check_fitted()
+        images, label_maps = check_arrays(images, label_maps)
+        setup = resolve_device(self.device)
+        out = {}
+        for name in nodes or list(self.tree_.nodes):
+            inp = self.node_inputs(images, label_maps, name)
+            model = self.models_[name].to(setup.device).eval()
+            emb = np.zeros((len(images), model.embedding_dim), np.float32)
+            rows = np.flatnonzero(inp.present)
+            if len(rows):
+                emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size).numpy()
+            out[name] = emb
+        return out
+
+    def transform(self, images: np.ndarray, label_maps: np.ndarray) -> np.ndarray:
+        """All nodes' embeddings side by side (N × D·n_nodes, tree order)."""
+        emb = self.embed(images, label_maps)
+        return np.concatenate([emb[n] for n in self.tree_.nodes], axis=1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write every node as safetensors + JSON under ``path`` (see :mod:`persist`)."""
+        from biasaudit.heml.persist import save_heml
+
+        self._check_fitted()
+        return save_heml(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "auto") -> HEML:
+        """A fitted HEML read back from :meth:`save`'s folder."""
+        from biasaudit.heml.persist import load_heml
+
+        return load_heml(path, device=device)
+
+
+def _nchw(crops: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,180 @@
+"""HEML on a segmented workspace: train from ``WS/manifest.parquet`` + the segmentation,
+write ``WS/models`` and ``WS/embeddings``, and explain two of its images.
+
+Images and part maps are resized to ``image_size``² (area for pixels, nearest for part
+ids), the same convention ``biasaudit scan`` uses, so every node sees one scale.
+
+>>> heml = fit_heml_workspace("WS", supervision="label:Smiling")      # doctest: +SKIP
+>>> explain_workspace("WS", "00001.png", "00002.png").to_dict()        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biasaudit.core.errors import DatasetError, ValidationError
+from biasaudit.core.io import atomic_path, write_json_atomic, write_parquet_atomic
+from biasaudit.core.workspace import Workspace
+
+GLUE_FILE = "workspace.json"
+
+
+def parse_supervision(value: str) -> tuple[str, str | None]:
+    """``"self"`` → ("self", None); ``"label:Smiling"`` → ("label", "Smiling").
+
+    >>> parse_supervision("label:Smiling")
+    ('label', 'Smiling')
+    """
+    if value == "self":
+        return "self", None
+    kind, _, column = value.partition(":")
+    if kind == "label" and column:
+        return "label", column
+    raise ValidationError(
+        f"--supervision must be 'self' or 'label:<column>' (e.g. label:Smiling); got {value!r}."
+    )
+
+
+def usable_images(ws_root: str | Path) -> pd.DataFrame:  # noqa: F821
+    """Manifest rows with ``status == "ok"`` (the images HEML can use)."""
+    import pandas as pd
+
+    ws = Workspace(ws_root)
+    if not ws.manifest.is_file():
+        raise DatasetError(
+            f"{ws.manifest} does not exist; {ws.root} is not a segmented workspace. Run "
+            f"`biasaudit segment DATA --out {ws.root}` (or `biasaudit scan`) first."
+        )
+    table = pd.read_parquet(ws.manifest)
+    return table[table["status"] == "ok"].reset_index(drop=True)
+
+
+def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N×S×S×3 uint8) and part maps (N×S×S) of ``image_ids``, resized to S = ``image_size``."""
+    import cv2
+
+    from biasaudit.core.progress import progress
+    from biasaudit.segment import load_segmentation
+
+    def one(image_id: str):
+        rgb, parts = load_segmentation(ws_root, image_id)
+        if rgb.shape[:2] != (image_size, image_size):
+            rgb = cv2.resize(rgb, (image_size, image_size), interpolation=cv2.INTER_AREA)
+        if parts.shape[:2] != (image_size, image_size):
+            parts = cv2.resize(parts.astype(np.uint16), (image_size, image_size), interpolation=cv2.INTER_NEAREST)
+        return rgb, parts
+
+    images = np.empty((len(image_ids), image_size, image_size, 3), np.uint8)
+    maps = np.empty((len(image_ids), image_size, image_size), np.int64)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, (rgb, parts) in enumerate(progress(pool.map(one, image_ids), desc="loading parts",
+                                                   total=len(image_ids))):
+            images[i], maps[i] = rgb, parts
+    return images, maps
+
+
+def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe: Any = None,
+                       image_size: int = 128, device: str = "auto", **params: Any):
+    """Train HEML on every usable image of a segmented workspace and write its outputs.
+
+    - ``supervision``: ``self`` or ``label:<manifest column>`` (rows without a label are
+      left out of training and scoring, but still embedded);
+    - ``recipe``: a segment-tree recipe (path, mapping or built-in schema name); default:
+      the workspace schema's recipe in ``recipes/``;
+    - ``params``: any further :class:`HEMLConfig` option (``loss``, ``concurrent``, ...).
+
+    Writes ``WS/models/`` (see :mod:`biasaudit.heml.persist`), ``WS/embeddings/<node>.npy``
+    (float16, absent parts all zero) and ``WS/embeddings/index.parquet`` (column ``image``,
+    one row per embedding row, in the same order).
+    """
+    from biasaudit.heml.estimator import HEML
+
+    ws = Workspace(ws_root)
+    kind, column = parse_supervision(supervision)
+    table = usable_images(ws.root)
+    if table.empty:
+        raise DatasetError(f"{ws.manifest} has no image with status 'ok'; nothing to train HEML on.")
+    y = None
+    if column is not None:
+        if column not in table.columns:
+            extra = [c for c in table.columns if c not in _BASE_COLUMNS]
+            raise ValidationError(
+                f"--supervision label:{column}: column '{column}' is not in {ws.manifest}. "
+                f"Label columns there: {', '.join(extra) or '(none: add a labels.csv to the dataset)'}."
+            )
+        y = table[column]
+    schema = _workspace_schema(ws)
+    tree = recipe if recipe is not None else schema
+    ids = table["image"].tolist()
+    images, maps = load_arrays(ws.root, ids, image_size=image_size)
+    heml = HEML(tree=tree, supervision=kind, device=device, **params).fit(images, maps, y)
+    heml.save(ws.models_dir)
+    write_json_atomic(ws.models_dir / GLUE_FILE, {"image_size": image_size, "supervision": supervision,
+                                                  "n_images": len(ids)})
+    write_embeddings(ws.root, ids, heml.embed(images, maps))
+    return heml
+
+
+def write_embeddings(ws_root: str | Path, image_ids: list[str], embeddings: dict[str, np.ndarray]) -> None:
+    """``WS/embeddings/<node>.npy`` (float16) + ``index.parquet`` (row order = ``image_ids``)."""
+    import pandas as pd
+
+    ws = Workspace(ws_root)
+    ws.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    for node, arr in embeddings.items():
+        with atomic_path(ws.embedding_path(node)) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(arr, dtype=np.float16))
+    write_parquet_atomic(ws.embeddings_dir / "index.parquet", pd.DataFrame({"image": list(image_ids)}))
+
+
+def explain_workspace(ws_root: str | Path, image_a: str, image_b: str, *, device: str = "auto"):
+    """The metric tree of two images of a workspace whose ``WS/models`` holds a trained HEML."""
+    from biasaudit.heml.metric_tree import explain_pair
+    from biasaudit.heml.persist import load_heml
+
+    ws = Workspace(ws_root)
+    heml = load_heml(ws.models_dir, device=device)
+    known = set(usable_images(ws.root)["image"])
+    for name in (image_a, image_b):
+        if name not in known:
+            examples = ", ".join(sorted(known)[:3])
+            raise ValidationError(
+                f"Image '{name}' is not a usable image of {ws.manifest}; give an image id as listed "
+                f"in its 'image' column (e.g. {examples})."
+            )
+    images, maps = load_arrays(ws.root, [image_a, image_b], image_size=_trained_size(ws))
+    return explain_pair(heml, images[0], maps[0], images[1], maps[1])
+
+
+_BASE_COLUMNS = {"image", "path", "sha256", "width", "height", "status", "error", "warning", "has_mask"}
+
+
+def _workspace_schema(ws: Workspace) -> str:
+    from biasaudit.core.schema import BUILTIN_SCHEMAS, Schema
+
+    if not ws.config.is_file():
+        raise DatasetError(f"{ws.config} does not exist; run `biasaudit segment DATA --out {ws.root}` first.")
+    config = json.loads(ws.config.read_text("utf-8"))
+    classes = (config.get("segment") or {}).get("schema_classes") or (config.get("data") or {}).get("schema_classes")
+    if not classes:
+        raise DatasetError(f"{ws.config} names no schema; re-run `biasaudit segment`.")
+    name = Schema.from_dict(classes, source=str(ws.config)).name
+    if name not in BUILTIN_SCHEMAS:
+        raise ValidationError(
+            f"The workspace schema '{name}' has no default segment tree; pass --recipe with a "
+            f"recipe YAML for it (see recipes/celebamask-hq.yaml)."
+        )
+    return name
+
+
+def _trained_size(ws: Workspace) -> int:
+    glue = ws.models_dir / GLUE_FILE
+    if glue.is_file():
+        return int(json.loads(glue.read_text("utf-8"))["image_size"])
+    config = json.loads(ws.config.read_text("utf-8")) if ws.config.is_file() else {}
+    return int((config.get("scan") or {}).get("heml_size", 128))  # models trained by `biasaudit scan`

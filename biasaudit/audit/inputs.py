@@ -44,6 +44,9 @@ class AuditInputs:
     - ``causal``: parts declared causal for the labels (``--causal``).
     - ``confounded``: node → why its geometric attributes are explained by a causal part.
     - ``reference``: (node, attribute) → {value: expected share} for under-representation.
+    - ``colours``: optional per (image, node) median CIELAB colour of a mask part
+      (columns ``image, node, lab_l, lab_a, lab_b``); under-representation uses it to tell
+      a distinct colour group from the tail of a continuum (see that finder).
     """
 
     attributes: pd.DataFrame
@@ -54,6 +57,7 @@ class AuditInputs:
     causal: frozenset[str] = frozenset()
     confounded: dict[str, str] = field(default_factory=dict)
     reference: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    colours: pd.DataFrame | None = None
     root: str | None = None
     seed: int = 0
     n_boot: int = 200

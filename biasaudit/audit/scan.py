@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,7 @@ from biasaudit.audit.findings import Finding, findings_document
 from biasaudit.audit.inputs import AuditInputs, Target
 from biasaudit.audit.run import run_audit
 from biasaudit.core.errors import ValidationError
-from biasaudit.core.io import atomic_path, write_json_atomic, write_parquet_atomic
-from biasaudit.core.progress import progress
+from biasaudit.core.io import write_json_atomic, write_parquet_atomic
 from biasaudit.core.workspace import Workspace
 
 
@@ -128,6 +127,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
         targets=targets, embeddings=embeddings, node_parts={**all_parts, **node_parts},
         causal=causal_set, confounded=node_confounding({**all_parts, **node_parts}, part_reasons),
         root=root, seed=seed, n_boot=settings.n_boot,
+        colours=segments.rename(columns={"part": "node"})[["image", "node", "lab_l", "lab_a", "lab_b"]],
     )
     result = run_audit(inputs)
     n_errors = int((manifest["status"] != "ok").sum())
@@ -165,61 +165,46 @@ def _check_causal(causal: Sequence[str], parts: Sequence[str]) -> None:
         )
 
 
-def _load_arrays(ws: Workspace, image_ids: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """All images and label maps resized to ``size``² (nearest for labels) for HEML."""
-    import cv2
-
-    from biasaudit.segment import load_segmentation
-
-    def one(image_id: str):
-        rgb, parts = load_segmentation(ws.root, image_id)
-        if rgb.shape[:2] != (size, size):
-            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-        if parts.shape[:2] != (size, size):
-            parts = cv2.resize(parts, (size, size), interpolation=cv2.INTER_NEAREST)
-        return rgb, parts
-
-    images = np.empty((len(image_ids), size, size, 3), np.uint8)
-    maps = np.empty((len(image_ids), size, size), np.uint16)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, (rgb, parts) in enumerate(progress(pool.map(one, image_ids), desc="loading parts",
-                                                   total=len(image_ids))):
-            images[i], maps[i] = rgb, parts
-    return images, maps
-
-
 def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings, schema: str):
-    """Train (or reuse) a self-supervised HEML and return per-node embeddings."""
+    """Train (or reuse) a self-supervised HEML and return per-node embeddings.
+
+    A model already in ``WS/models`` is reused when it was trained by a scan with the same
+    settings on the same images (``scan-key.json``, written after the model): a re-run
+    after a kill during training retrains, a re-run after a kill later does not.
+    """
     from biasaudit.heml import HEML
+    from biasaudit.heml.workspace import fit_heml_workspace, load_arrays, write_embeddings
 
     key_path = ws.models_dir / "scan-key.json"
-    key = {**settings.heml_key(), "images": len(image_ids), "schema": schema}
-    images, maps = _load_arrays(ws, image_ids, settings.heml_size)
-    model = None
+    key = {**settings.heml_key(), "images": image_ids, "schema": schema}
     if key_path.is_file() and json.loads(key_path.read_text("utf-8")) == key:
         model = HEML.load(ws.models_dir, device=settings.device)
-    if model is None:
-        model = HEML(tree=settings.recipe or schema, supervision="self", device=settings.device,
-                     seed=settings.seed, epochs_scale=settings.epochs_scale)
-        model.fit(images, maps)
-        model.save(ws.models_dir)
+        images, maps = load_arrays(ws.root, image_ids, image_size=settings.heml_size)
+        emb = model.embed(images, maps)
+        write_embeddings(ws.root, image_ids, emb)
+    else:
+        key_path.unlink(missing_ok=True)
+        model = fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
+                                   image_size=settings.heml_size, device=settings.device,
+                                   seed=settings.seed, epochs_scale=settings.epochs_scale)
         write_json_atomic(key_path, key)
-    emb = model.embed(images, maps)
-    ws.embeddings_dir.mkdir(parents=True, exist_ok=True)
-    index = pd.DataFrame({"image": image_ids})
-    write_parquet_atomic(ws.embeddings_dir / "index.parquet", index)
+        # fit_heml_workspace wrote them (float16): read them back rather than embed twice
+        emb = _read_embeddings(ws, image_ids, list(model.tree_.nodes))
     frames: dict[str, pd.DataFrame] = {}
     for node, arr in emb.items():
-        with atomic_path(ws.embedding_path(node)) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, arr.astype(np.float16))
+        arr = np.asarray(arr, dtype=np.float32)
         frame = pd.DataFrame(arr, index=pd.Index(image_ids, name="image"))
-        absent = ~np.any(arr != 0, axis=1)  # HEML embeds an absent part as all zeros
-        frame.loc[absent] = np.nan
+        frame.loc[~np.any(arr != 0, axis=1)] = np.nan  # HEML embeds an absent part as all zeros
         frames[node] = frame
     tree = model.tree_
     node_parts = {name: tuple(node.parts) for name, node in tree.nodes.items()}
     return frames, node_parts, tree.root
+
+
+def _read_embeddings(ws: Workspace, image_ids: list[str], nodes: list[str]) -> dict[str, np.ndarray]:
+    index = pd.read_parquet(ws.embeddings_dir / "index.parquet")["image"].tolist()
+    order = pd.Index(index).get_indexer(image_ids)  # join on image ids, never on row position
+    return {node: np.load(ws.embedding_path(node))[order] for node in nodes}
 
 
 def _update_config(ws: Workspace, settings: ScanSettings) -> None:

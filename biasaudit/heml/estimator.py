@@ -285,8 +285,10 @@ class HEML:
                 train_seconds=round(share, 3), peak_gpu_mem_mb=clock.peak_gpu_mb,
                 concurrent_group=list(group), init=init,
             )
-            self.models_[name] = model
-            self.losses_[name] = bundle.loss
+            # finished nodes wait on the CPU: a node's peak GPU memory is then its own, not
+            # the sum of every model trained before it
+            self.models_[name] = model.to("cpu")
+            self.losses_[name] = bundle.loss.to("cpu")
             self.metrics_[name] = metrics
             self.history_[name] = history[j]
 
@@ -406,6 +408,7 @@ class HEML:
             rows = np.flatnonzero(inp.present)
             if len(rows):
                 emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size).numpy()
+            self.models_[name] = model.to("cpu")
             out[name] = emb
         return out
 

@@ -33,7 +33,20 @@ from typing import Any
 from biasaudit.core.errors import ValidationError
 from biasaudit.core.schema import BUILTIN_SCHEMAS, Schema, get_schema, load_schema
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+def _find_recipes_dir() -> Path:
+    """``recipes/`` of a source checkout (editable install), else the copy a wheel installs
+    under ``<prefix>/share/biasaudit/recipes`` (pyproject's data-files)."""
+    import sys
+
+    candidates = [Path(__file__).resolve().parents[2] / "recipes",
+                  Path(sys.prefix) / "share" / "biasaudit" / "recipes"]
+    for path in candidates:
+        if (path / "celebamask-hq.yaml").is_file():
+            return path
+    return candidates[0]
+
+
+RECIPES_DIR = _find_recipes_dir()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,123 @@
+"""``biasaudit scan`` through click's CliRunner: clean errors, the printed table, the
+findings.json contract (DESIGN.md §6), determinism, resume, and a read-only input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from biasaudit.cli import main
+
+KINDS = {"under_representation", "association", "shortcut"}
+SCAN = ["--label", "Smiling", "--causal", "mouth,u_lip,l_lip", "--no-heml", "--seed", "4"]
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory, runner) -> Path:
+    out = tmp_path_factory.mktemp("scan-cli") / "faces"
+    result = runner.invoke(main, ["-q", "synth", "faces", "--n", "200", "--seed", "4", "--out", str(out),
+                                  "--plant", "Smiling:Blond_Hair=0.9"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_scan(faces, runner, tmp_path_factory):
+    before = _tree_digest(faces)
+    ws = tmp_path_factory.mktemp("ws") / "ws"
+    result = runner.invoke(main, ["-q", "scan", str(faces), "--out", str(ws), *SCAN])
+    return result, ws, before
+
+
+def test_scan_prints_the_ranked_table(first_scan):
+    result, _, _ = first_scan
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["rank", "sev", "kind"])
+    first = lines[header + 1].split()
+    # rank 1, a severity, the flag mark, then the planted finding
+    assert first[0] == "1" and float(first[1]) >= 0.5 and first[2] == "!"
+    assert first[3:5] == ["association", "hair"] and "'blond'" in lines[header + 1]
+    assert "200 images (0 with errors)" in result.output
+    assert "findings.json" in result.output
+
+
+def test_findings_json_follows_the_design_schema(first_scan):
+    _, ws, _ = first_scan
+    doc = json.loads((ws / "findings.json").read_text("utf-8"))
+    assert isinstance(doc["biasaudit_version"], str) and doc["biasaudit_version"]
+    assert doc["dataset"] == {"n_images": 200, "n_errors": 0}
+    assert isinstance(doc["findings"], list) and doc["findings"]
+    for i, record in enumerate(doc["findings"], start=1):
+        assert set(record) == {"rank", "kind", "segment", "attribute", "label", "severity", "summary",
+                               "evidence"}
+        assert record["rank"] == i
+        assert record["kind"] in KINDS
+        assert isinstance(record["segment"], str) and record["segment"]
+        assert isinstance(record["attribute"], str) and record["attribute"]
+        assert record["label"] is None or isinstance(record["label"], str)
+        assert isinstance(record["severity"], float) and 0.0 <= record["severity"] <= 1.0
+        assert isinstance(record["summary"], str) and record["summary"].endswith(".")
+        assert isinstance(record["evidence"], dict)
+        assert 0.0 <= record["evidence"]["q_value"] < 0.01  # only discoveries are listed
+    severities = [r["severity"] for r in doc["findings"]]
+    assert severities == sorted(severities, reverse=True)
+    top = doc["findings"][0]
+    assert (top["kind"], top["segment"], top["label"]) == ("association", "hair", "Smiling")
+    assert "blond" in top["attribute"]
+    assert {"cramers_v", "q_value", "cells"} <= set(top["evidence"])
+    assert isinstance(top["evidence"]["cells"], list) and top["evidence"]["cells"]
+    # declared causal parts are reported apart, each with the reason
+    for record in doc["expected_evidence"]:
+        assert set(record["segment"].split("+")) & {"mouth", "u_lip", "l_lip"}
+        assert record["expected_reason"]
+
+
+def test_same_seed_gives_identical_findings_and_rerun_resumes(first_scan, faces, runner, tmp_path):
+    result, ws, before = first_scan
+    first = (ws / "findings.json").read_bytes()
+    # a second workspace from nothing: byte-identical findings (no timing or path fields)
+    other = tmp_path / "ws2"
+    again = runner.invoke(main, ["-q", "scan", str(faces), "--out", str(other), *SCAN])
+    assert again.exit_code == 0, again.output
+    assert (other / "findings.json").read_bytes() == first
+    # the same command in the same workspace continues there and agrees
+    rerun = runner.invoke(main, ["-q", "scan", str(faces), "--out", str(ws), *SCAN])
+    assert rerun.exit_code == 0, rerun.output
+    assert (ws / "findings.json").read_bytes() == first
+    # the dataset folder was only read
+    assert _tree_digest(faces) == before
+
+
+def test_unknown_label_is_a_clean_error_naming_the_columns(faces, runner, tmp_path):
+    result = runner.invoke(main, ["scan", str(faces), "--out", str(tmp_path / "ws"), "--label", "Smilling",
+                                  "--no-heml"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert "--label Smilling" in result.output
+    for column in ("Smiling", "Blond_Hair", "Eyeglasses", "Wearing_Hat"):
+        assert column in result.output
+
+
+def test_unknown_causal_part_is_a_clean_error_naming_the_parts(faces, runner, tmp_path):
+    result = runner.invoke(main, ["scan", str(faces), "--out", str(tmp_path / "ws"), "--label", "Smiling",
+                                  "--causal", "mouth,lips", "--no-heml"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert "--causal lips" in result.output
+    for part in ("mouth", "u_lip", "l_lip", "hair"):
+        assert part in result.output

@@ -112,7 +112,6 @@ def test_independent_masks_follow_the_labels(tmp_path):
     import cv2
     import numpy as np
     import pandas as pd
-
     from independent_faces import write_faces
 
     out = write_faces(tmp_path / "f", n=40, seed=5)

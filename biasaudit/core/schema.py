@@ -11,11 +11,11 @@ Four are built in (``celebamask-hq``, ``lip``, ``ade20k-150``, ``ccp``); a datas
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 from biasaudit.core.errors import ValidationError
 

@@ -273,13 +273,19 @@ def _mask_error(path: Path | str, reason: str) -> MaskReadError:
     return MaskReadError(f"{display_path(path)}: {reason}")
 
 
-def _open_mask_array(path: Path) -> np.ndarray:
-    """A stored label map as an integer array, without any colour conversion."""
+def _open_mask_image(path: Path) -> Image.Image:
+    """Open and fully decode a stored label map; decoding problems become MaskReadError."""
     try:
         img = _open(path, max_pixels=None, what="a label map")
         _load(img, path, what="a label map")
     except ImageReadError as exc:
         raise MaskReadError(str(exc)) from None
+    return img
+
+
+def _open_mask_array(path: Path) -> np.ndarray:
+    """A stored label map as an integer array, without any colour conversion."""
+    img = _open_mask_image(path)
     try:
         mode = img.mode
         if mode in ("L", "P", "1", "I;16", "I;16B", "I;16L", "I", "I;16N"):
@@ -302,11 +308,7 @@ def _open_mask_array(path: Path) -> np.ndarray:
 
 
 def _open_rgb_mask(path: Path) -> np.ndarray:
-    try:
-        img = _open(path, max_pixels=None, what="a label map")
-        _load(img, path, what="a label map")
-    except ImageReadError as exc:
-        raise MaskReadError(str(exc)) from None
+    img = _open_mask_image(path)
     try:
         if img.mode not in ("RGB", "RGBA"):
             raise _mask_error(path, f"has pixel mode {img.mode}; expected an ADE20K RGB *_seg.png.")

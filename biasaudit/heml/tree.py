@@ -33,6 +33,7 @@ from typing import Any
 from biasaudit.core.errors import ValidationError
 from biasaudit.core.schema import BUILTIN_SCHEMAS, Schema, get_schema, load_schema
 
+
 def _find_recipes_dir() -> Path:
     """``recipes/`` of a source checkout (editable install), else the copy a wheel installs
     under ``<prefix>/share/biasaudit/recipes`` (pyproject's data-files)."""

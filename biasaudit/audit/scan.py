@@ -35,6 +35,7 @@ from biasaudit.audit.run import run_audit
 from biasaudit.core.errors import ValidationError
 from biasaudit.core.io import write_json_atomic, write_parquet_atomic
 from biasaudit.core.workspace import Workspace
+from biasaudit.data import BASE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,14 @@ class ScanSettings:
     heml: bool = True
     heml_size: int = 128
     epochs_scale: float = 1.0
+    concurrent: bool = False
     k_range: tuple[int, int] = (2, 8)
     n_boot: int = 200
 
     def heml_key(self) -> dict[str, Any]:
         """The settings a trained HEML depends on: reuse it only when these match."""
         return {"recipe": self.recipe, "seed": self.seed, "heml_size": self.heml_size,
-                "epochs_scale": self.epochs_scale, "supervision": "self"}
+                "epochs_scale": self.epochs_scale, "concurrent": self.concurrent, "supervision": "self"}
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,14 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
              sensitive: Sequence[str] = (), causal: Sequence[str] = (), segmenter: str = "auto",
              schema: str | None = None, layout: str = "auto", recipe: str | None = None,
              device: str = "auto", seed: int = 0, heml: bool = True, heml_size: int = 128,
-             epochs_scale: float = 1.0, log=None) -> ScanResult:
+             epochs_scale: float = 1.0, concurrent: bool = False, log=None) -> ScanResult:
     """Scan ``data`` into workspace ``out`` and return the ranked findings."""
     from biasaudit.segment import segment_dataset
 
     settings = ScanSettings(
         labels=tuple(labels), sensitive=tuple(sensitive), causal=tuple(causal), segmenter=segmenter,
         schema=schema, layout=layout, recipe=recipe, device=device, seed=seed, heml=heml,
-        heml_size=heml_size, epochs_scale=epochs_scale,
+        heml_size=heml_size, epochs_scale=epochs_scale, concurrent=concurrent,
     )
     say = log or (lambda msg: None)
     ws = Workspace(out)
@@ -144,8 +146,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
 
 def _targets(settings: ScanSettings, manifest: pd.DataFrame) -> list[Target]:
     targets = [Target(c, "label") for c in settings.labels] + [Target(c, "sensitive") for c in settings.sensitive]
-    base = {"image", "path", "sha256", "width", "height", "status", "error", "warning", "has_mask"}
-    available = [c for c in manifest.columns if c not in base]
+    available = [c for c in manifest.columns if c not in BASE_COLUMNS]
     for t in targets:
         if t.column not in manifest.columns:
             option = "--label" if t.role == "label" else "--sensitive"
@@ -186,7 +187,8 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
         key_path.unlink(missing_ok=True)
         model = fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
                                    image_size=settings.heml_size, device=settings.device,
-                                   seed=settings.seed, epochs_scale=settings.epochs_scale)
+                                   seed=settings.seed, epochs_scale=settings.epochs_scale,
+                                   concurrent=settings.concurrent)
         write_json_atomic(key_path, key)
         # fit_heml_workspace wrote them (float16): read them back rather than embed twice
         emb = _read_embeddings(ws, image_ids, list(model.tree_.nodes))

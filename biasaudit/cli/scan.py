@@ -39,11 +39,14 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
                    "statistics only, in seconds.")
 @click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Multiply every HEML node's epochs (GPU users turn it up).")
+@click.option("--concurrent", is_flag=True,
+              help="Train all HEML nodes of a tree level at once (stacked parameters); sequential "
+                   "is faster on CPUs, see reports/benchmarks.md.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many findings to print.")
 def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, ...],
          causal: tuple[str, ...], segmenter: str, schema: str | None, layout: str, recipe: str | None,
-         device: str, seed: int, heml: bool, epochs_scale: float, top: int) -> None:
+         device: str, seed: int, heml: bool, epochs_scale: float, concurrent: bool, top: int) -> None:
     """Audit DATA for part-level bias and write the findings to WS.
 
     \b
@@ -61,7 +64,7 @@ def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, .
     result = run_scan(data, out, labels=labels, sensitive=sensitive, causal=causal,
                       segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
                       device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
-                      log=lambda msg: click.echo(f"· {msg}", err=True))
+                      concurrent=concurrent, log=lambda msg: click.echo(f"· {msg}", err=True))
     click.echo(format_findings(result.findings, top=top))
     flagged = len(result.flagged)
     click.echo(

@@ -20,6 +20,7 @@ import numpy as np
 from biasaudit.core.errors import DatasetError, ValidationError
 from biasaudit.core.io import atomic_path, write_json_atomic, write_parquet_atomic
 from biasaudit.core.workspace import Workspace
+from biasaudit.data import BASE_COLUMNS
 
 GLUE_FILE = "workspace.json"
 
@@ -102,7 +103,7 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     y = None
     if column is not None:
         if column not in table.columns:
-            extra = [c for c in table.columns if c not in _BASE_COLUMNS]
+            extra = [c for c in table.columns if c not in BASE_COLUMNS]
             raise ValidationError(
                 f"--supervision label:{column}: column '{column}' is not in {ws.manifest}. "
                 f"Label columns there: {', '.join(extra) or '(none: add a labels.csv to the dataset)'}."
@@ -151,7 +152,6 @@ def explain_workspace(ws_root: str | Path, image_a: str, image_b: str, *, device
     return explain_pair(heml, images[0], maps[0], images[1], maps[1])
 
 
-_BASE_COLUMNS = {"image", "path", "sha256", "width", "height", "status", "error", "warning", "has_mask"}
 
 
 def _workspace_schema(ws: Workspace) -> str:

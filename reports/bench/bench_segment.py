@@ -43,24 +43,10 @@ def _timed(fn):
 
 
 def _tiny_segformer(path: Path, size: int) -> Path:
-    import torch
-    from transformers import (
-        SegformerConfig,
-        SegformerForSemanticSegmentation,
-        SegformerImageProcessor,
-    )
-
     from biasaudit.core.schema import get_schema
+    from biasaudit.segment.testing import build_tiny_segformer
 
-    names = dict(get_schema("celebamask-hq").classes)
-    cfg = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                          num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-                          decoder_hidden_size=16, num_labels=len(names), id2label=names,
-                          label2id={v: k for k, v in names.items()})
-    torch.manual_seed(0)
-    SegformerForSemanticSegmentation(cfg).save_pretrained(path)
-    SegformerImageProcessor(size={"height": size, "width": size}).save_pretrained(path)
-    return path
+    return build_tiny_segformer(path, dict(get_schema("celebamask-hq").classes), size=size)
 
 
 def bench_size(tmp: Path, *, size: int, n: int) -> list[dict]:

@@ -18,25 +18,11 @@ def synth(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-    from transformers import (
-        SegformerConfig,
-        SegformerForSemanticSegmentation,
-        SegformerImageProcessor,
-    )
-
     from biasaudit.core.schema import get_schema
+    from biasaudit.segment.testing import build_tiny_segformer
 
-    names = dict(get_schema("celebamask-hq").classes)
-    cfg = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                          num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-                          decoder_hidden_size=16, num_labels=len(names), id2label=names,
-                          label2id={v: k for k, v in names.items()})
-    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("cli-model") / "tiny"
-    SegformerForSemanticSegmentation(cfg).save_pretrained(path)
-    SegformerImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
-    return path
+    return build_tiny_segformer(path, dict(get_schema("celebamask-hq").classes))
 
 
 def test_segment_with_masks_prints_summary_and_writes_workspace(synth, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from biasaudit.core.schema import get_schema
+from biasaudit.segment.testing import build_tiny_segformer
 
 
 @pytest.fixture(scope="session")
@@ -26,28 +27,6 @@ def synth_copy(synth_dir, tmp_path) -> Path:
     dst = tmp_path / "faces"
     shutil.copytree(synth_dir, dst)
     return dst
-
-
-def build_tiny_segformer(directory: Path, id2label: dict[int, str], *, size: int = 32, seed: int = 0) -> Path:
-    """Save a randomly initialised two-stage SegFormer and its image processor to ``directory``."""
-    import torch
-    from transformers import (
-        SegformerConfig,
-        SegformerForSemanticSegmentation,
-        SegformerImageProcessor,
-    )
-
-    config = SegformerConfig(
-        num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-        num_attention_heads=[1, 1], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
-        decoder_hidden_size=16, num_labels=len(id2label),
-        id2label={int(k): v for k, v in id2label.items()}, label2id={v: int(k) for k, v in id2label.items()},
-    )
-    torch.manual_seed(seed)
-    model = SegformerForSemanticSegmentation(config).eval()
-    model.save_pretrained(directory)
-    SegformerImageProcessor(size={"height": size, "width": size}).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture

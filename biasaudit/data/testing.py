@@ -9,6 +9,7 @@ every folder is written in milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,18 @@ class BadInputs:
     errors: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)
     ok: tuple[str, ...] = ()
+
+
+def tree_hashes(root: str | Path) -> dict[bytes, str]:
+    """sha256 of every file under ``root``, walking bytes paths so that non-UTF-8 names
+    count too: equal before and after a command means the command wrote nothing there."""
+    out = {}
+    for dirpath, _, files in os.walk(os.fsencode(root)):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as fh:
+                out[path] = hashlib.sha256(fh.read()).hexdigest()
+    return out
 
 
 def gradient(width: int, height: int, *, seed: int = 0) -> np.ndarray:

@@ -3,7 +3,6 @@ findings.json contract (DESIGN.md §6), determinism, resume, and a read-only inp
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from biasaudit.cli import main
+from biasaudit.data.testing import tree_hashes
 
 KINDS = {"under_representation", "association", "shortcut"}
 SCAN = ["--label", "Smiling", "--causal", "mouth,u_lip,l_lip", "--no-heml", "--seed", "4"]
@@ -30,14 +30,9 @@ def faces(tmp_path_factory, runner) -> Path:
     return out
 
 
-def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def first_scan(faces, runner, tmp_path_factory):
-    before = _tree_digest(faces)
+    before = tree_hashes(faces)
     ws = tmp_path_factory.mktemp("ws") / "ws"
     result = runner.invoke(main, ["-q", "scan", str(faces), "--out", str(ws), *SCAN])
     return result, ws, before
@@ -100,7 +95,7 @@ def test_same_seed_gives_identical_findings_and_rerun_resumes(first_scan, faces,
     assert rerun.exit_code == 0, rerun.output
     assert (ws / "findings.json").read_bytes() == first
     # the dataset folder was only read
-    assert _tree_digest(faces) == before
+    assert tree_hashes(faces) == before
 
 
 def test_unknown_label_is_a_clean_error_naming_the_columns(faces, runner, tmp_path):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -13,17 +11,7 @@ from PIL import Image
 
 from biasaudit.cli import main
 from biasaudit.data import Manifest
-from biasaudit.data.testing import gradient, write_bad_inputs, write_ccp
-
-
-def tree_hashes(root: Path) -> dict[bytes, str]:
-    out = {}
-    for dirpath, _, files in os.walk(os.fsencode(root)):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as fh:
-                out[path] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+from biasaudit.data.testing import gradient, tree_hashes, write_bad_inputs, write_ccp
 
 
 def run(*args: str):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,18 +10,7 @@ from PIL import Image
 
 from biasaudit.core.errors import DatasetError, ValidationError
 from biasaudit.data import BASE_COLUMNS, Manifest, open_dataset, validate_dataset
-from biasaudit.data.testing import NFD_NAME, gradient, label_map, write_bad_inputs
-
-
-def tree_hashes(root: Path) -> dict[bytes, str]:
-    """sha256 of every file under root, walking bytes paths so non-UTF-8 names count too."""
-    out = {}
-    for dirpath, _, files in os.walk(os.fsencode(root)):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as fh:
-                out[path] = hashlib.sha256(fh.read()).hexdigest()
-    return out
+from biasaudit.data.testing import NFD_NAME, gradient, label_map, tree_hashes, write_bad_inputs
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@ and matching their rows to images without ever following a path out of the datas
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -14,7 +15,7 @@ import pandas as pd
 
 from biasaudit.core.errors import DatasetError
 from biasaudit.core.schema import Schema, load_schema
-from biasaudit.data.dataset import Problem, Sample
+from biasaudit.data.dataset import MaskRef, Problem, Sample
 from biasaudit.data.images import IMAGE_EXTENSIONS, display_path
 
 # Columns the manifest owns; a label column with one of these names is renamed "label_<name>".
@@ -297,3 +298,17 @@ def masks_for(
                 f"masks; add it or remove the image."
             )))
     return found, problems
+
+
+def with_label_maps(
+    samples: list[Sample], mask_root: Path, *, root: Path, id_base: Path,
+) -> tuple[list[Sample], list[Problem]]:
+    """``samples`` with a label-map :class:`MaskRef` wherever :func:`masks_for` found
+    ``mask_root/<same relative path>.png``, and the problems it reported."""
+    found, problems = masks_for(samples, mask_root, root=root, id_base=id_base)
+    paired = [
+        dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
+        if s.image_id in found else s
+        for s in samples
+    ]
+    return paired, problems

@@ -32,12 +32,12 @@ from biasaudit.core.errors import DatasetError
 from biasaudit.core.schema import Schema
 from biasaudit.data.adapters._common import (
     attach_labels,
-    masks_for,
     read_table_text,
     rel_posix,
     resolve_schema,
     scan_images,
     walk_files,
+    with_label_maps,
 )
 from biasaudit.data.dataset import Dataset, MaskRef, Problem, Sample
 from biasaudit.data.images import display_path
@@ -172,13 +172,8 @@ def _open_sceneparse(root: Path, base: Path, schema: Schema) -> Dataset:
     images_dir = base / "images"
     scanned = scan_images(images_dir, root=root)
     problems = list(scanned.problems)
-    found, mask_problems = masks_for(scanned.samples, base / "annotations", root=root, id_base=images_dir)
+    samples, mask_problems = with_label_maps(scanned.samples, base / "annotations", root=root, id_base=images_dir)
     problems.extend(mask_problems)
-    samples = [
-        dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
-        if s.image_id in found else s
-        for s in scanned.samples
-    ]
     split = {s.image_id: (Path(s.image_id).parts[0] if len(Path(s.image_id).parts) > 1 else "") for s in samples}
     labels = pd.DataFrame({"split": pd.Series(split, dtype=object)})
     scene_file = base / "sceneCategories.txt"

@@ -12,7 +12,6 @@ image is a column of zeros). Its width/height must agree with the photo (else a 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -20,12 +19,12 @@ import pandas as pd
 from biasaudit.core.errors import DatasetError
 from biasaudit.data.adapters._common import (
     attach_labels,
-    masks_for,
     read_labels_csv,
     resolve_schema,
     scan_images,
+    with_label_maps,
 )
-from biasaudit.data.dataset import Dataset, MaskRef, Problem
+from biasaudit.data.dataset import Dataset, Problem
 
 NAME = "ccp"
 
@@ -69,13 +68,8 @@ def open_ccp(root: Path, *, schema=None) -> Dataset:
         _check_label_list(root / "label_list.csv", resolved, root=root)
     scanned = scan_images(photos, root=root)
     problems = list(scanned.problems)
-    found, mask_problems = masks_for(scanned.samples, root / "labels_png", root=root, id_base=photos)
+    samples, mask_problems = with_label_maps(scanned.samples, root / "labels_png", root=root, id_base=photos)
     problems.extend(mask_problems)
-    samples = [
-        dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
-        if s.image_id in found else s
-        for s in scanned.samples
-    ]
     labels = pd.DataFrame(index=pd.Index([], name="image"))
     present_file = root / "present_labels.csv"
     if present_file.is_file():

@@ -13,15 +13,14 @@ The test split (``Testing_images``) has no parsing annotations and is not read.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from biasaudit.core.errors import DatasetError
-from biasaudit.data.adapters._common import masks_for, resolve_schema, scan_images
-from biasaudit.data.dataset import Dataset, MaskRef
+from biasaudit.data.adapters._common import resolve_schema, scan_images, with_label_maps
+from biasaudit.data.dataset import Dataset
 
 NAME = "lip"
 SPLITS = ("train", "val")
@@ -79,12 +78,10 @@ def open_lip(root: Path, *, schema=None) -> Dataset:
         problems.extend(scanned.problems)
         if ann_dir is None:
             ann_dir = image_dir.parent / f"{split}_segmentations"
-        found, mask_problems = masks_for(scanned.samples, ann_dir, root=root, id_base=image_dir)
+        paired, mask_problems = with_label_maps(scanned.samples, ann_dir, root=root, id_base=image_dir)
         problems.extend(mask_problems)
-        for s in scanned.samples:
+        for s in paired:
             split_of[s.image_id] = split
-            if s.image_id in found:
-                s = dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
             samples.append(s)
     labels = pd.DataFrame({"split": pd.Series(split_of, dtype=object)})
     labels.index.name = "image"

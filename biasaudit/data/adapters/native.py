@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -19,12 +18,12 @@ from biasaudit.core.errors import DatasetError
 from biasaudit.core.schema import load_schema
 from biasaudit.data.adapters._common import (
     attach_labels,
-    masks_for,
     read_labels_csv,
     resolve_schema,
     scan_images,
+    with_label_maps,
 )
-from biasaudit.data.dataset import Dataset, MaskRef
+from biasaudit.data.dataset import Dataset
 
 NAME = "native"
 
@@ -53,13 +52,8 @@ def open_native(root: Path, *, schema=None) -> Dataset:
                 f"unknown; pass --schema (celebamask-hq, lip, ade20k-150, ccp or a schema.json path) "
                 f"or add DATA/schema.json."
             )
-        found, mask_problems = masks_for(samples, masks_dir, root=root, id_base=images_dir)
+        samples, mask_problems = with_label_maps(samples, masks_dir, root=root, id_base=images_dir)
         problems.extend(mask_problems)
-        samples = [
-            dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
-            if s.image_id in found else s
-            for s in samples
-        ]
 
     labels = pd.DataFrame(index=pd.Index([], name="image"))
     labels_file = root / "labels.csv"

@@ -9,9 +9,11 @@ Two sources (DESIGN.md §6):
   ``size`` (tertile of area_frac among images where the part is present: small | medium |
   large) and ``shape`` (tertile of bounding-box width / height: narrow | medium | wide);
 - **discovered**, from a node's embeddings: k-means clusters, k chosen by silhouette in
-  ``k_range`` (on at most ``silhouette_sample`` images), each cluster named from its
-  members' dominant colour / presence / size of the node's main part, and shown by its
-  most typical images (nearest the centroid).
+  ``k_range`` (on at most ``silhouette_sample`` images), each cluster named in words from
+  what the node's main part looks like in it, against the other clusters: its dominant
+  colour name, and how light, large or wide the part is ("light brows", "small dark
+  hair", "mostly no hat"); never a number. Shown by its most typical images (nearest
+  the centroid).
 
 >>> import pandas as pd
 >>> seg = pd.DataFrame({"image": ["a", "b", "c"], "part": "hair", "present": True,
@@ -110,9 +112,100 @@ def _dominant(values: pd.Series) -> tuple[str, float]:
     return str(counts.index[0]), float(counts.iloc[0])
 
 
+#: plain words for schema part names in cluster names
+PART_WORDS = {"l_brow": "brows", "r_brow": "brows", "l_eye": "eyes", "r_eye": "eyes", "u_lip": "lips",
+              "l_lip": "lips", "eye_g": "glasses", "l_ear": "ears", "r_ear": "ears", "ear_r": "earrings",
+              "neck_l": "necklace"}
+#: (low word, high word) per appearance measure; a cluster is described by the measures
+#: on which its mean lies at least DESCRIBE_Z standard deviations from the whole node's
+_WORDS = {"lightness": ("dark", "light"), "area": ("small", "large"), "aspect": ("narrow", "wide")}
+_COMPARE = {"lightness": ("darker", "lighter"), "area": ("smaller", "larger"), "aspect": ("narrower", "wider")}
+DESCRIBE_Z = 0.4
+_MID = {"lightness": "mid-tone", "area": "mid-size", "aspect": "mid-width"}
+
+
+def _part_words(part: str) -> str:
+    return PART_WORDS.get(part, part.replace("_", " "))
+
+
+def _appearance(main_rows: pd.DataFrame, measures: pd.DataFrame | None, part: str) -> pd.DataFrame | None:
+    """Per image: lightness (L*), area and aspect of ``part`` where present, else None."""
+    if measures is None or measures.empty:
+        return None
+    m = measures[(measures["part"].astype(str) == part) & measures["present"].astype(bool)]
+    if m.empty:
+        return None
+    m = m.set_index(m["image"].astype(str))
+    width = (m["bbox_x1"] - m["bbox_x0"]).astype(float)
+    height = (m["bbox_y1"] - m["bbox_y0"]).astype(float).replace(0, np.nan)
+    out = pd.DataFrame({"area": m["area_frac"].astype(float), "aspect": width / height}, index=m.index)
+    if "lab_l" in m:
+        out["lightness"] = m["lab_l"].astype(float)
+    return out
+
+
+def name_clusters(described: dict[int, dict], part: str) -> dict[int, str]:
+    """Names in words for clusters described by colour name, presence and z-scores.
+
+    Each name uses the fewest words that tell the clusters apart: the dominant colour
+    where it differs between clusters, then the measures on which the cluster stands out
+    most; clusters still alike are told apart by comparison ("darker brows").
+
+    >>> name_clusters({0: {"colour": "black", "presence": 1.0, "z": {"lightness": -1.0}},
+    ...                1: {"colour": "black", "presence": 1.0, "z": {"lightness": 1.2}}}, "brows")
+    {0: 'dark brows', 1: 'light brows'}
+    """
+    colours = {d["colour"] for d in described.values() if d["presence"] >= 0.5}
+    words: dict[int, list[str]] = {}
+    for c, d in described.items():
+        if d["presence"] < 0.5:
+            words[c] = [f"mostly no {part}"]
+            continue
+        ranked = sorted(((abs(z), dim, z) for dim, z in d["z"].items() if dim in _WORDS and abs(z) >= DESCRIBE_Z),
+                        reverse=True)
+        words[c] = [_WORDS[dim][z > 0] for _, dim, z in ranked]
+        if d["colour"] and (len(colours) > 1 or not words[c]):
+            words[c].append(d["colour"])
+        elif not d["colour"]:
+            words[c].append("mixed-colour")
+    names: dict[int, str] = {}
+    for depth in (1, 2, 3):
+        names = {c: _phrase(w[:depth] if not w[0].startswith("mostly") else w[:1], part)
+                 for c, w in words.items()}
+        if len(set(names.values())) == len(names):
+            return names
+    # still alike: compare the alike clusters on the measure that separates them most
+    for name in {n for n in names.values() if list(names.values()).count(n) > 1}:
+        same = [c for c, n in names.items() if n == name]
+        dims = {dim for c in same for dim in described[c]["z"] if dim in _COMPARE}
+        if not dims:
+            continue
+        dim = max(dims, key=lambda d: np.ptp([described[c]["z"].get(d, 0.0) for c in same]))
+        order = sorted(same, key=lambda c: described[c]["z"].get(dim, 0.0))
+        lo, hi = _COMPARE[dim]
+        for i, c in enumerate(order):
+            if len(order) == 2:
+                word = (lo, hi)[i]
+            elif i in (0, len(order) - 1):
+                word = (lo if i == 0 else hi)[:-2] + "est"  # darkest, largest, widest
+            else:
+                word = _MID[dim] + (f" {i} of {len(order) - 2}" if len(order) > 3 else "")
+            names[c] = f"{word} {name}"
+    return names
+
+
+def _phrase(words: list[str], part: str) -> str:
+    if words and words[0].startswith("mostly no"):
+        return words[0]
+    colour = [w for w in words if w not in {x for pair in _WORDS.values() for x in pair}]
+    rest = [w for w in words if w not in colour]
+    return " ".join([*rest, *colour, part])
+
+
 def discover_clusters(
     node: str, embedding: pd.DataFrame, mask_attrs: pd.DataFrame, parts: tuple[str, ...], *,
     k_range: tuple[int, int] = (2, 8), seed: int = 0, n_exemplars: int = 6,
+    measures: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[Cluster]]:
     """Cluster one node's embeddings; returns rows (image, node, cluster, cluster_name)."""
     from sklearn.cluster import KMeans
@@ -135,39 +228,30 @@ def discover_clusters(
         present_share = part_rows.assign(p=part_rows["presence"] == "present").groupby("node")["p"].mean()
         main = str(present_share.idxmax()) if not present_share.empty else main
     main_rows = part_rows[part_rows["node"] == main].set_index("image")
+    features = _appearance(main_rows, measures, main)
     clusters: list[Cluster] = []
-    names: dict[int, str] = {}
+    described: dict[int, dict] = {}
     for c in range(k):
         members = ids[labels == c]
         sub = main_rows.reindex(members)
         colour, colour_share = _dominant(sub["colour"].fillna("")) if "colour" in sub else ("", 0.0)
-        size, size_share = _dominant(sub["size"].fillna("")) if "size" in sub else ("", 0.0)
+        size, _ = _dominant(sub["size"].fillna("")) if "size" in sub else ("", 0.0)
         presence = float((sub["presence"] == "present").mean()) if "presence" in sub else 1.0
-        bits = []
-        if presence < 0.5:
-            bits.append(f"mostly no {main}")
-        else:
-            if colour and colour_share >= 0.5:
-                bits.append(f"{colour} {main}")
-            elif colour:
-                bits.append(f"mixed-colour {main}")
-            if size and size_share >= 0.5:
-                bits.append(size)
-        name = ", ".join(bits) or f"{main} group"
+        z = {}
+        if features is not None:
+            inside = features.reindex(members).mean()
+            spread = features.std().replace(0, np.nan)
+            z = {dim: float(v) for dim, v in ((inside - features.mean()) / spread).items() if np.isfinite(v)}
+        described[c] = {"colour": colour if colour_share >= 0.5 else "", "presence": presence, "z": z}
         order = np.argsort(dist[labels == c])[:n_exemplars]
         clusters.append(Cluster(
-            node=node, cluster=c, name=name, n_images=int(len(members)),
+            node=node, cluster=c, name="", n_images=int(len(members)),
             exemplars=tuple(members[order].tolist()),
             description={"colour": colour, "colour_share": round(colour_share, 3), "size": size,
-                         "presence": round(presence, 3), "silhouette": scores},
+                         "presence": round(presence, 3), "silhouette": scores,
+                         "z": {d: round(v, 2) for d, v in z.items()}},
         ))
-        names[c] = name
-    # two clusters may get the same description; number them so values stay distinct
-    seen: dict[str, int] = {}
-    for c in range(k):
-        if list(names.values()).count(names[c]) > 1:
-            seen[names[c]] = seen.get(names[c], 0) + 1
-            names[c] = f"{names[c]} #{seen[names[c]]}"
+    names = name_clusters(described, _part_words(main))
     clusters = [Cluster(cl.node, cl.cluster, names[cl.cluster], cl.n_images, cl.exemplars, cl.description)
                 for cl in clusters]
     rows = pd.DataFrame({"image": ids, "node": node, "cluster": labels.astype(int),
@@ -186,7 +270,7 @@ def build_attributes(
     clusters: list[Cluster] = []
     for node, emb in sorted((embeddings or {}).items()):
         parts = (node_parts or {}).get(node, tuple(node.split("+")))
-        rows, cl = discover_clusters(node, emb, mask, parts, k_range=k_range, seed=seed)
+        rows, cl = discover_clusters(node, emb, mask, parts, k_range=k_range, seed=seed, measures=segments)
         frames.append(rows)
         clusters.extend(cl)
     discovered = (pd.concat(frames, ignore_index=True) if frames

@@ -10,9 +10,13 @@ import pandas as pd
 #: attribute columns of attributes.parquet, in the order findings mention them
 MASK_ATTRIBUTES = ("colour", "presence", "size", "shape")
 DISCOVERED_ATTRIBUTES = ("cluster_name",)
-#: attributes whose value follows from a part's geometry; a part overlapping a causal part
-#: gets its geometry from that part too (a hat hides hair), so these are confounded there
-GEOMETRIC_ATTRIBUTES = ("presence", "size", "shape", "cluster_name")
+#: attributes whose value follows from a part's geometry; where a causal part occludes a part
+#: (a hat hides hair), these follow the causal part and so the label (``confounding``).
+#: Presence and colour are not among them: occlusion changes neither.
+GEOMETRIC_ATTRIBUTES = ("size", "shape")
+#: attributes read from a node's embedding: they see the part's outline, so on an occluded
+#: part they follow the causal part too (its colour and presence are still tested by name)
+EMBEDDING_ATTRIBUTES = ("cluster_name", "embedding")
 
 ATTRIBUTE_TITLES = {
     "colour": "colour",
@@ -42,7 +46,10 @@ class AuditInputs:
     - ``embeddings``: node → DataFrame indexed by image id (rows of an absent part are NaN).
     - ``node_parts``: node → the schema parts it covers (a leaf part maps to itself).
     - ``causal``: parts declared causal for the labels (``--causal``).
-    - ``confounded``: node → why its geometric attributes are explained by a causal part.
+    - ``confounded``: node → why a causal part occludes it (pixel contact, see
+      ``confounding``): its size and shape findings are expected evidence.
+    - ``hidden``: node → why its absence is a causal part hiding it (``hidden_presence``):
+      its presence findings are expected evidence.
     - ``reference``: (node, attribute) → {value: expected share} for under-representation.
     - ``colours``: optional per (image, node) median CIELAB colour of a mask part
       (columns ``image, node, lab_l, lab_a, lab_b``); under-representation uses it to tell
@@ -56,6 +63,7 @@ class AuditInputs:
     node_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     causal: frozenset[str] = frozenset()
     confounded: dict[str, str] = field(default_factory=dict)
+    hidden: dict[str, str] = field(default_factory=dict)
     reference: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     colours: pd.DataFrame | None = None
     root: str | None = None
@@ -71,7 +79,7 @@ class AuditInputs:
         """Why findings on ``node`` are expected evidence ("" when they are not)."""
         hit = sorted(set(self.parts_of(node)) & self.causal)
         if hit:
-            return f"contains the causal part(s) {', '.join(hit)}"
+            return f"covers the causal part(s) {', '.join(hit)}"
         return ""
 
     def support_floor(self, n: int) -> int:

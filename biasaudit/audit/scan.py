@@ -9,6 +9,12 @@ trained with the same settings, and the cheap stages after it are recomputed.
 HEML is trained self-supervised here (``supervision="self"``): the embeddings that the
 audit clusters and probes must not have seen the labels they are tested against.
 
+``--label``, ``--sensitive``, ``--causal`` and ``--reference`` are checked against the
+dataset's label columns and schema before anything is segmented. A scan in which no
+label test ran (one label value, every image failed) raises :class:`NothingTestedError`
+saying why, after writing ``findings.json`` with ``"tested": false``: an audit that
+tested nothing must not read as a clean bill of health.
+
 >>> result = run_scan("DATA", "WS", labels=["Smiling"], causal=["mouth"])  # doctest: +SKIP
 >>> result.findings[0].attribute  # doctest: +SKIP
 'hair colour: blond'
@@ -28,11 +34,12 @@ import pandas as pd
 
 from biasaudit import __version__
 from biasaudit.audit.attributes import build_attributes
-from biasaudit.audit.confounding import node_confounding, overlap_confounding
+from biasaudit.audit.confounding import node_confounding, occlusion_confounding, workspace_occlusion
 from biasaudit.audit.findings import Finding, findings_document
 from biasaudit.audit.inputs import AuditInputs, Target
+from biasaudit.audit.reference import check_reference_parts, load_reference
 from biasaudit.audit.run import run_audit
-from biasaudit.core.errors import ValidationError
+from biasaudit.core.errors import DatasetError, ValidationError
 from biasaudit.core.io import write_json_atomic, write_parquet_atomic
 from biasaudit.core.workspace import Workspace
 from biasaudit.data import BASE_COLUMNS
@@ -55,13 +62,29 @@ class ScanSettings:
     heml_size: int = 128
     epochs_scale: float = 1.0
     concurrent: bool = False
+    embedder: str | None = None
     k_range: tuple[int, int] = (2, 8)
     n_boot: int = 200
+    reference: str | None = None
 
     def heml_key(self) -> dict[str, Any]:
         """The settings a trained HEML depends on: reuse it only when these match."""
         return {"recipe": self.recipe, "seed": self.seed, "heml_size": self.heml_size,
-                "epochs_scale": self.epochs_scale, "concurrent": self.concurrent, "supervision": "self"}
+                "epochs_scale": self.epochs_scale, "concurrent": self.concurrent, "supervision": "self",
+                **({"embedder": self.embedder} if self.embedder else {})}
+
+
+#: the stages of a scan, in order; ``on_stage`` is called with each name once it is done
+STAGES = ("segment", "heml", "attributes", "findings")
+
+
+class NothingTestedError(DatasetError):
+    """The scan ran but no statistical test could be made: its message says why;
+    ``failures`` lists the (image, reason) pairs of the images that could not be used."""
+
+    def __init__(self, message: str, failures: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class ScanResult:
     n_errors: int
     n_tests: int
     seconds: dict[str, float] = field(default_factory=dict)
+    #: (image, reason) of every image that could not be used
+    failures: tuple[tuple[str, str], ...] = ()
 
     @property
     def flagged(self) -> list[Finding]:
@@ -83,18 +108,27 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
              sensitive: Sequence[str] = (), causal: Sequence[str] = (), segmenter: str = "auto",
              schema: str | None = None, layout: str = "auto", recipe: str | None = None,
              device: str = "auto", seed: int = 0, heml: bool = True, heml_size: int = 128,
-             epochs_scale: float = 1.0, concurrent: bool = False, log=None) -> ScanResult:
-    """Scan ``data`` into workspace ``out`` and return the ranked findings."""
+             epochs_scale: float = 1.0, concurrent: bool = False, reference: str | Path | None = None,
+             log=None, on_stage=None, embedder: str | None = None) -> ScanResult:
+    """Scan ``data`` into workspace ``out`` and return the ranked findings.
+
+    ``on_stage(name)`` is called after each of :data:`STAGES` (a hook: progress, or a test
+    stopping the scan at a known point to check that a re-run resumes).
+    """
     from biasaudit.segment import segment_dataset
 
     settings = ScanSettings(
         labels=tuple(labels), sensitive=tuple(sensitive), causal=tuple(causal), segmenter=segmenter,
         schema=schema, layout=layout, recipe=recipe, device=device, seed=seed, heml=heml,
-        heml_size=heml_size, epochs_scale=epochs_scale, concurrent=concurrent,
+        heml_size=heml_size, epochs_scale=epochs_scale, concurrent=concurrent, embedder=embedder,
+        reference=None if reference is None else str(reference),
     )
     say = log or (lambda msg: None)
+    stage_done = on_stage or (lambda name: None)
     ws = Workspace(out)
     seconds: dict[str, float] = {}
+    ref = load_reference(reference) if reference is not None else {}
+    _check_before_segmenting(data, settings, ref)
 
     t0 = time.perf_counter()
     say("segmenting")
@@ -102,46 +136,122 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     seconds["segment"] = time.perf_counter() - t0
     manifest = pd.read_parquet(ws.manifest)
     ok = manifest[manifest["status"] == "ok"]
+    failures = _failures(manifest)
     targets = _targets(settings, manifest)
     _check_causal(settings.causal, seg.schema.part_names)
+    check_reference_parts(ref, seg.schema.part_names)
     segments = seg.segments
     segments = segments[segments["image"].isin(ok["image"])]
+    stage_done("segment")
 
     embeddings: dict[str, pd.DataFrame] = {}
     node_parts: dict[str, tuple[str, ...]] = {}
     root = None
-    if heml:
+    if heml and len(ok):
         t0 = time.perf_counter()
         say("training HEML (self-supervised)")
         embeddings, node_parts, root = _heml_embeddings(ws, ok["image"].tolist(), settings, seg.schema.name)
         seconds["heml"] = time.perf_counter() - t0
+    stage_done("heml")
 
     t0 = time.perf_counter()
     say("attributes and findings")
     attributes, clusters = build_attributes(segments, embeddings, node_parts, k_range=settings.k_range,
                                             seed=seed)
     write_parquet_atomic(ws.attributes, attributes)
+    stage_done("attributes")
     causal_set = frozenset(settings.causal)
-    part_reasons = overlap_confounding(segments, causal_set)
+    contacts, hidden = workspace_occlusion(ws.root, ok["image"].astype(str).tolist(), seg.schema, causal_set,
+                                           seed=seed)
+    part_reasons = occlusion_confounding(contacts, causal_set, segments=segments)
     all_parts = {p: (p,) for p in seg.schema.part_names}
     inputs = AuditInputs(
         attributes=attributes, labels=ok.set_index("image")[[t.column for t in targets]],
         targets=targets, embeddings=embeddings, node_parts={**all_parts, **node_parts},
         causal=causal_set, confounded=node_confounding({**all_parts, **node_parts}, part_reasons),
-        root=root, seed=seed, n_boot=settings.n_boot,
+        hidden=node_confounding({**all_parts, **node_parts}, hidden),
+        reference=ref, root=root, seed=seed, n_boot=settings.n_boot,
         colours=segments.rename(columns={"part": "node"})[["image", "node", "lab_l", "lab_a", "lab_b"]],
     )
     result = run_audit(inputs)
     n_errors = int((manifest["status"] != "ok").sum())
-    settings_doc = {**asdict(settings), "n_tests": result.n_tests,
+    settings_doc = {**asdict(settings), "n_tests": result.n_tests, "n_label_tests": result.n_label_tests,
+                    "n_rejected": result.n_rejected, "n_label_rejected": result.n_label_rejected,
                     "clusters": [asdict(c) for c in clusters]}
     doc = findings_document(result.findings, result.expected, version=__version__,
                             n_images=len(manifest), n_errors=n_errors, settings=settings_doc)
+    # rarity alone is no audit of the labels asked about: without one label test, say so
+    untested = _why_nothing_tested(ok, targets, failures) if result.n_label_tests == 0 else ""
+    doc["tested"] = not untested
+    if untested:
+        doc["not_tested_because"] = untested
     write_json_atomic(ws.findings, doc)
     seconds["audit"] = time.perf_counter() - t0
     _update_config(ws, settings)
+    stage_done("findings")
+    if untested:
+        raise NothingTestedError(f"Nothing was tested against the labels, so this scan says nothing about "
+                                 f"bias: {untested}",
+                                 failures)
     return ScanResult(workspace=ws.root, findings=result.findings, expected=result.expected,
-                      n_images=len(manifest), n_errors=n_errors, n_tests=result.n_tests, seconds=seconds)
+                      n_images=len(manifest), n_errors=n_errors, n_tests=result.n_tests, seconds=seconds,
+                      failures=failures)
+
+
+def _check_before_segmenting(data, settings: ScanSettings, reference: dict) -> None:
+    """Check the options against the dataset's label columns and schema before the slow part."""
+    from biasaudit.data import open_dataset
+
+    if not settings.labels and not settings.sensitive:
+        raise ValidationError(
+            "scan needs at least one --label or --sensitive column to test part attributes against; "
+            "e.g. --label Smiling.")
+    dataset = open_dataset(data, layout=settings.layout, schema=_schema_for(settings))
+    columns = [str(c) for c in dataset.labels.columns]
+    _targets(settings, pd.DataFrame(columns=["image", *columns]))
+    schema = _schema_for(settings)
+    parts = (schema or dataset.schema).part_names if (schema or dataset.schema) is not None else None
+    if parts is not None:
+        _check_causal(settings.causal, parts)
+        check_reference_parts(reference, parts)
+
+
+def _schema_for(settings: ScanSettings):
+    from biasaudit.core.schema import load_schema
+
+    if settings.segmenter == "mediapipe-face":
+        return load_schema("celebamask-hq")
+    return load_schema(settings.schema) if settings.schema is not None else None
+
+
+def _failures(manifest: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    bad = manifest[manifest["status"] != "ok"]
+    out = []
+    for rec in bad.itertuples():
+        error = rec.error
+        if not isinstance(error, str):  # the manifest stores a list of reasons
+            error = "; ".join(str(e) for e in (list(error) if error is not None else []))
+        out.append((str(rec.image), error or "unusable"))
+    return tuple(out)
+
+
+def _why_nothing_tested(ok: pd.DataFrame, targets: list[Target], failures) -> str:
+    if len(ok) == 0:
+        first = "; ".join(f"{i}: {e}" for i, e in failures[:3])
+        return (f"no image could be used (all {len(failures)} failed: {first}"
+                f"{' …' if len(failures) > 3 else ''}). Fix the images listed in manifest.parquet.")
+    reasons = []
+    for t in targets:
+        values = ok[t.column].dropna().astype(str).unique() if t.column in ok else []
+        option = "--label" if t.role == "label" else "--sensitive"
+        if len(values) < 2:
+            seen = f"only '{values[0]}'" if len(values) else "no value"
+            reasons.append(f"{option} {t.column} has {seen} among the {len(ok)} usable images, so "
+                           f"nothing can differ between its groups")
+    if reasons:
+        return "; ".join(reasons) + ". Choose a column with at least two values."
+    return ("no part attribute took two values on the usable images (every part absent, or alike "
+            "everywhere). Check the segmentation with `biasaudit segment`.")
 
 
 def _targets(settings: ScanSettings, manifest: pd.DataFrame) -> list[Target]:
@@ -183,12 +293,15 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
         images, maps = load_arrays(ws.root, image_ids, image_size=settings.heml_size)
         emb = model.embed(images, maps)
         write_embeddings(ws.root, image_ids, emb)
+        # what a fresh scan audits is the float16 file: round the same way, so a resumed scan
+        # audits exactly the same numbers
+        emb = {node: np.asarray(arr, dtype=np.float16) for node, arr in emb.items()}
     else:
         key_path.unlink(missing_ok=True)
         model = fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
                                    image_size=settings.heml_size, device=settings.device,
                                    seed=settings.seed, epochs_scale=settings.epochs_scale,
-                                   concurrent=settings.concurrent)
+                                   concurrent=settings.concurrent, embedder=settings.embedder)
         write_json_atomic(key_path, key)
         # fit_heml_workspace wrote them (float16): read them back rather than embed twice
         emb = _read_embeddings(ws, image_ids, list(model.tree_.nodes))

@@ -20,6 +20,11 @@ COMMANDS: list[tuple[str, str]] = [
     ("biasaudit.cli.scan", "scan"),
     ("biasaudit.cli.demo", "demo"),
     ("biasaudit.cli.explain", "explain"),
+    ("biasaudit.cli.rebalance", "rebalance"),
+    ("biasaudit.cli.evaluate", "evaluate"),
+    ("biasaudit.cli.probe", "probe"),
+    ("biasaudit.cli.heml", "heml"),
+    ("biasaudit.cli.report", "report"),
 ]
 
 

@@ -42,29 +42,59 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--concurrent", is_flag=True,
               help="Train all HEML nodes of a tree level at once (stacked parameters); sequential "
                    "is faster on CPUs, see reports/benchmarks.md.")
+@click.option("--embedder", type=click.Choice(["recipe", "mlp", "dgml"]), default="recipe", show_default=True,
+              help="HEML node embedder: the recipe's, an MLP, or DGML attentive grouping (attention maps).")
+@click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="Expected shares of attribute values (CSV attribute,value,share or JSON), e.g. "
+                   "'hair colour,gray,0.05': under-representation is judged against them instead of "
+                   "an even share, and a listed value seen in no image is a finding too.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many findings to print.")
+@click.option("--report/--no-report", "report", default=True, show_default=True,
+              help="Write or refresh the HTML report WS/report.html and print its path.")
 def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, ...],
          causal: tuple[str, ...], segmenter: str, schema: str | None, layout: str, recipe: str | None,
-         device: str, seed: int, heml: bool, epochs_scale: float, concurrent: bool, top: int) -> None:
+         device: str, seed: int, heml: bool, epochs_scale: float, concurrent: bool, embedder: str,
+         reference: Path | None, top: int, report: bool) -> None:
     """Audit DATA for part-level bias and write the findings to WS.
 
     \b
     Runs validate → segment → statistics → HEML → embeddings → attributes → findings,
     writing WS/manifest.parquet, segments.parquet, models/, embeddings/,
-    attributes.parquet and findings.json. Severity >= 0.5 means flagged.
+    attributes.parquet and findings.json. Severity >= 0.5 means flagged (!).
+
+    \b
+    How findings are ranked:
+      1. label biases (an attribute or embedding that goes with --label/--sensitive)
+         and shortfalls against your --reference shares, by severity;
+      2. then values rare against the default even share (every dataset has naturally
+         rare values, e.g. white hair; these say "rare here" and never outrank a bias).
+    A finding that vanishes once a higher-ranked one is held fixed is listed under it
+    as a proxy. Findings on --causal parts, and the size/shape of parts a causal part
+    occludes, are expected evidence (findings.json, with routed_because).
+    Exit status 1 when nothing could be tested (the reason is printed).
 
     \b
     Examples:
       biasaudit scan DATA --out WS --label Smiling --causal mouth,u_lip,l_lip
       biasaudit scan DATA --out WS --label Eyeglasses --causal eye_g --sensitive Male
+      biasaudit scan DATA --out WS --label Smiling --reference shares.csv
     """
-    from biasaudit.audit.scan import run_scan
+    from biasaudit.audit.scan import NothingTestedError, run_scan
 
-    result = run_scan(data, out, labels=labels, sensitive=sensitive, causal=causal,
-                      segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
-                      device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
-                      concurrent=concurrent, log=lambda msg: click.echo(f"· {msg}", err=True))
+    try:
+        result = run_scan(data, out, labels=labels, sensitive=sensitive, causal=causal,
+                          segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
+                          device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
+                          concurrent=concurrent, reference=reference,
+                          embedder=None if embedder == "recipe" else embedder,
+                          log=lambda msg: click.echo(f"· {msg}", err=True))
+    except NothingTestedError as exc:
+        if exc.failures:
+            click.echo(format_failures(exc.failures, out=out))
+        raise click.ClickException(str(exc)) from exc
+    if result.failures:
+        click.echo(format_failures(result.failures, out=out) + "\n")
     click.echo(format_findings(result.findings, top=top))
     flagged = len(result.flagged)
     click.echo(
@@ -72,16 +102,39 @@ def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, .
         f"{len(result.findings)} findings ({flagged} flagged), {len(result.expected)} expected "
         f"evidence on causal parts. Details: {Path(out) / 'findings.json'}"
     )
+    if report:
+        from biasaudit.report import refresh_report
+
+        click.echo(f"Report: {refresh_report(workspace=out)}")
+
+
+def format_failures(failures, *, out, limit: int = 10) -> str:
+    """The images that could not be used, with their reasons (as ``segment`` lists them)."""
+    lines = [f"{len(failures)} image(s) could not be used (all are in {Path(out) / 'manifest.parquet'}):"]
+    lines += [f"  {image}: {reason}" for image, reason in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f"  … and {len(failures) - limit} more")
+    return "\n".join(lines)
 
 
 def format_findings(findings, *, top: int = 10) -> str:
-    """A plain-text table of the top findings (rank, severity, kind, segment, summary)."""
+    """A plain-text table of the top findings (rank, severity, kind, segment, summary);
+    a node that is not one schema part shows the parts it covers, and proxies follow
+    the finding they re-describe."""
     if not findings:
         return "No finding passed the false-discovery control (q < 0.01)."
     lines = [f"{'rank':>4}  {'sev':>4}  {'':1} {'kind':<20} {'segment':<14} summary"]
+    group = 0
     for f in findings[:top]:
+        if f.group != group:
+            group = f.group
+            lines.append("      -- values rare against an even share (not label biases) --")
         mark = "!" if f.flagged else " "
         lines.append(f"{f.rank:>4}  {f.severity:>4.2f}  {mark} {f.kind:<20} {f.segment:<14} {f.summary}")
+        if f.parts and tuple(f.parts) != (f.segment,):
+            lines.append(f"{'':34}parts: {', '.join(f.parts)}")
+        for proxy in f.evidence.get("proxies", []):
+            lines.append(f"{'':34}{proxy['proxy_of']}: {proxy['attribute']} (sev {proxy['severity']:.2f})")
     if len(findings) > top:
         lines.append(f"… {len(findings) - top} more in findings.json")
     return "\n".join(lines)

@@ -141,6 +141,28 @@ def _relative(message: str, name: str, root: str) -> str:
     return message.replace(root.rstrip("/") + "/", "")
 
 
+def _link_note(path: Path, root: Path) -> tuple[str, bool] | None:
+    """(message, fatal) when ``path`` or a folder on its way from ``root`` is a symbolic
+    link; None for a plain file. A link is never followed outside the dataset."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None
+    linked = any((root / Path(*rel.parts[: i + 1])).is_symlink() for i in range(len(rel.parts)))
+    if not linked:
+        return None
+    name = display_path(rel.as_posix())
+    target = path.resolve()
+    inside = target.is_relative_to(root.resolve())
+    if not target.exists():
+        return (f"{name} is a symbolic link whose target does not exist; replace it with the file", True)
+    if not inside:
+        return (f"{name} is a symbolic link to a file outside the dataset ({display_path(target)}); links are "
+                f"not followed out of DATA. Copy the file into the dataset instead", True)
+    return (f"{name} is a symbolic link to {display_path(target.relative_to(root.resolve()).as_posix())} "
+            f"inside the dataset", False)
+
+
 def _inspect(sample: Sample, dataset: Dataset, max_pixels: int | None) -> dict:
     rel = display_path(sample.image_path.relative_to(dataset.root).as_posix()) if sample.image_path.is_relative_to(dataset.root) else display_path(sample.image_path)
     row = {
@@ -149,6 +171,15 @@ def _inspect(sample: Sample, dataset: Dataset, max_pixels: int | None) -> dict:
     }
     name = display_path(sample.image_path)
     root = display_path(dataset.root)
+    mask_paths = []
+    if sample.mask is not None:
+        mask_paths = ([sample.mask.path] if sample.mask.path is not None else []) + [p for _, p in sample.mask.parts]
+    for path in [sample.image_path, *mask_paths]:
+        note = _link_note(Path(path), Path(dataset.root))
+        if note is not None:
+            (row["error"] if note[1] else row["warning"]).append(note[0])
+    if row["error"]:
+        return row  # nothing outside DATA is opened, not even to hash it
     try:
         row["sha256"] = _sha256(sample.image_path)
         decoded = decode_image(sample.image_path, max_pixels=max_pixels)

@@ -10,14 +10,28 @@ they are.
 'image'
 """
 
-from biasaudit.heml.estimator import HEML, HEMLConfig
-from biasaudit.heml.inputs import NodeInputs, node_inputs
-from biasaudit.heml.losses import LOSSES, build_loss
-from biasaudit.heml.metric_tree import MetricTree, NodeDistance, explain_pair, render_metric_tree
-from biasaudit.heml.persist import load_heml, save_heml
-from biasaudit.heml.quality import retrieval_metrics
-from biasaudit.heml.tree import NodeOptions, SegmentTree, TreeNode, default_tree, load_recipe
-from biasaudit.heml.trunks import (
+from biasaudit.core.threads import passive_openmp
+
+# before torch loads (the estimator imports it): OpenMP reads its wait policy only then
+passive_openmp()
+
+from biasaudit.heml.dgml import AttentiveGrouping, attention_maps, attention_mass  # noqa: E402
+from biasaudit.heml.estimator import HEML, HEMLConfig  # noqa: E402
+from biasaudit.heml.inputs import NodeInputs, node_inputs, region_masks  # noqa: E402
+from biasaudit.heml.losses import LOSSES, build_loss  # noqa: E402
+from biasaudit.heml.metric_tree import (  # noqa: E402
+    MetricTree,
+    NodeDistance,
+    aggregate_distance,
+    explain_pair,
+    node_weights,
+    render_metric_tree,
+    tree_distance_matrix,
+)
+from biasaudit.heml.persist import load_heml, save_heml  # noqa: E402
+from biasaudit.heml.quality import retrieval_metrics  # noqa: E402
+from biasaudit.heml.tree import NodeOptions, SegmentTree, TreeNode, default_tree, load_recipe  # noqa: E402
+from biasaudit.heml.trunks import (  # noqa: E402
     NodeModel,
     average_state_dicts,
     build_node_model,
@@ -25,6 +39,7 @@ from biasaudit.heml.trunks import (
 )
 
 __all__ = [
+    "AttentiveGrouping",
     "HEML",
     "HEMLConfig",
     "LOSSES",
@@ -35,6 +50,9 @@ __all__ = [
     "NodeOptions",
     "SegmentTree",
     "TreeNode",
+    "aggregate_distance",
+    "attention_maps",
+    "attention_mass",
     "average_state_dicts",
     "build_loss",
     "build_node_model",
@@ -44,7 +62,10 @@ __all__ = [
     "load_heml",
     "load_recipe",
     "node_inputs",
+    "node_weights",
+    "region_masks",
     "render_metric_tree",
     "retrieval_metrics",
     "save_heml",
+    "tree_distance_matrix",
 ]

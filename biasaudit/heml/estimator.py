@@ -6,6 +6,15 @@ the children's mean part area, or ``p_at_1`` = their held-out Precision@1) and i
 fine-tuned on its own input. Every node is scored (P@1, MAP@R) on one held-out split
 shared by all nodes.
 
+Parents read their children (``parent_inputs="children"``, the default for label
+supervision): a parent's embedding is a learned linear map of [its own pixels'
+embedding, child 1's embedding, child 2's embedding], started as the weighted sum of the
+blocks (own ``OWN_SHARE``, children the rest by ``fusion_init``). Averaging weights alone
+let a parent start from a blend dominated by large label-free parts and 3 epochs at 32 px
+could not find a 20 px mouth again (root P@1 at chance, reports/benchmarks.md); reading
+the children's embeddings carries their signal to the root by construction, and the
+fine-tuning decides how much each child and the node's own pixels count.
+
 >>> heml = HEML(tree=my_tree, loss="triplet-margin")          # doctest: +SKIP
 >>> heml.fit(images, label_maps, y=smiling)                  # doctest: +SKIP
 >>> heml.metrics_["mouth"]["precision_at_1"]                  # doctest: +SKIP
@@ -41,7 +50,13 @@ from biasaudit.heml.trunks import NodeModel, average_state_dicts, build_node_mod
 
 SUPERVISIONS = ("label", "self")
 INIT_WEIGHTS = ("equal", "area", "p_at_1")
+FUSION_INITS = ("skill", "area", "equal")
+PARENT_INPUTS = ("auto", "children", "pixels")
 BASELINE = "_baseline"
+#: Share of a parent's starting embedding given to its own pixels (the children split the
+#: rest by ``fusion_init``): enough for its own pathway to receive gradient from the
+#: first step, small enough that the start measures what the children measured.
+OWN_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,17 @@ class HEMLConfig:
     - ``supervision``: ``label`` (metric learning on ``y``) or ``self`` (two augmented
       views of each node input are positives, NTXent via pml's SelfSupervisedLoss).
     - ``init_weights``: how a parent averages its children (``equal``|``area``|``p_at_1``).
+    - ``embedder``: force ``mlp`` or ``dgml`` on every node (None: each node's recipe
+      value); ``groups``: DGML's number of groups (learnable queries).
+    - ``parent_inputs``: ``children`` (a parent also reads its children's embeddings),
+      ``pixels`` (its own pixels only, the paper's literal reading) or ``auto``
+      (``children`` for label supervision; ``pixels`` for ``self``, where two views of
+      one image share their children's embeddings and the task would become trivial).
+    - ``fusion_init``: how a parent's fusion weighs its children at the start: ``skill``
+      (each child's held-out P@1 above chance; equal when none has any), ``area`` (the
+      ``init_weights`` of the weight average) or ``equal``. A concatenation's similarity
+      scales with the square of the weights, so ``area`` lets a mouth of 1 % of the pixels
+      count 10⁻⁴ as much as the hair: the start would be at chance for a mouth label.
     - ``concurrent``: train all nodes of one tree level at once (stacked parameters).
     - ``device``: ``auto`` (CUDA with bf16 autocast and channels_last when present) | ``cpu`` | ``cuda``.
     - ``epochs_scale`` / ``resolution_scale``: multiply every node's recipe epochs /
@@ -66,6 +92,10 @@ class HEMLConfig:
 
     tree: Any = "celebamask-hq"
     trunk: str | None = None
+    embedder: str | None = None
+    groups: int = 4
+    parent_inputs: str = "auto"
+    fusion_init: str = "skill"
     loss: Any = "triplet-margin"
     miner: Any = "default"
     loss_params: Mapping[str, Any] | None = None
@@ -135,6 +165,13 @@ class HEML:
         tree = self.tree if isinstance(self.tree, SegmentTree) else load_recipe(self.tree)
         if self.trunk is not None:
             tree = tree.with_options(trunk=self.trunk)
+        if self.embedder is not None:
+            tree = tree.with_options(embedder=self.embedder)
+        if self.concurrent and any(n.options.embedder == "dgml" for n in tree.nodes.values()):
+            raise ValidationError(
+                "concurrent=True stacks a level's models, but DGML's diversity loss needs each node's "
+                "own forward pass; train DGML nodes one at a time (drop --concurrent)."
+            )
         if float(self.resolution_scale) != 1.0:
             tree = tree.scaled_resolution(float(self.resolution_scale))
         setup = resolve_device(self.device)
@@ -150,6 +187,7 @@ class HEML:
         self.history_: dict[str, list[float]] = {}
         self.area_: dict[str, float] = {}
         self._frozen_trunks: dict[str, nn.Module] = {}
+        self._all_emb: dict[str, torch.Tensor] = {}
         self.device_ = str(setup.device)
         train_mask = np.zeros(n, bool)
         train_mask[train_idx] = True
@@ -168,7 +206,14 @@ class HEML:
                 self._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
         if self.baseline:
             self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
+        del self._all_emb
         return self
+
+    def reads_children(self) -> bool:
+        """Whether parents read their children's embeddings (see ``parent_inputs``)."""
+        if self.parent_inputs == "auto":
+            return self.supervision == "label"
+        return self.parent_inputs == "children"
 
     def _check_params(self) -> None:
         if self.supervision not in SUPERVISIONS:
@@ -181,6 +226,16 @@ class HEML:
             )
         if isinstance(self.loss, str) and self.loss not in LOSSES:
             raise ValidationError(f"The 'loss' parameter must be one of {LOSSES}. Got {self.loss!r} instead.")
+        if self.fusion_init not in FUSION_INITS:
+            raise ValidationError(
+                f"The 'fusion_init' parameter must be one of {FUSION_INITS}. Got {self.fusion_init!r} instead."
+            )
+        if self.parent_inputs not in PARENT_INPUTS:
+            raise ValidationError(
+                f"The 'parent_inputs' parameter must be one of {PARENT_INPUTS}. Got {self.parent_inputs!r} instead."
+            )
+        if self.embedder is not None and self.embedder not in ("mlp", "dgml"):
+            raise ValidationError(f"The 'embedder' parameter must be 'mlp' or 'dgml'. Got {self.embedder!r} instead.")
         if not 0.0 < float(self.test_size) < 1.0:
             raise ValidationError(f"The 'test_size' parameter must be in (0, 1). Got {self.test_size!r} instead.")
         if int(self.embedding_dim) < 2 or int(self.batch_size) < 2:
@@ -235,9 +290,11 @@ class HEML:
             # One shared random initialisation for every node (as in model soups): weights
             # that start aligned stay comparable, so a parent's average of its children is a
             # meaningful starting point rather than a blend of permuted units.
+            n_children = len(node.children) if self.reads_children() else 0
             model = build_node_model(opts.trunk, embedding_dim=int(self.embedding_dim),
                                      hidden_dim=int(self.hidden_dim), seed=self.seed,
-                                     frozen_trunks=self._frozen_trunks).to(setup.device)
+                                     frozen_trunks=self._frozen_trunks, embedder=opts.embedder,
+                                     groups=int(self.groups), n_children=n_children).to(setup.device)
             if setup.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             bundle = build_loss(self.loss, num_classes=max(len(self.classes_), 1),
@@ -252,11 +309,14 @@ class HEML:
         epochs = max(0, round(prepared[0][1].epochs * float(self.epochs_scale)))
         with Stopwatch(setup) as clock:
             inputs, targets, ok = [], [], []
-            for _name, _opts, inp, rows, model, _bundle, _init, _seed in prepared:
+            for name, _opts, inp, rows, model, _bundle, _init, _seed in prepared:
                 x = _nchw(inp.crops[rows])
                 if frozen:
                     x = run_batched(model.features, x, setup)
-                inputs.append(to_device(x, setup))
+                x = to_device(x, setup)
+                if model.n_children:
+                    x = (x, to_device(self._children_input(name)[rows], setup))
+                inputs.append(x)
                 targets.append(to_device(torch.as_tensor(y_codes[rows]), setup))
                 enough = len(rows) >= 2 and (self_sup or len(np.unique(y_codes[rows])) >= 2)
                 ok.append(enough)
@@ -278,7 +338,17 @@ class HEML:
         for j, (name, opts, inp, rows, model, bundle, init, node_seed) in enumerate(prepared):
             model.eval()
             test_rows = np.flatnonzero(inp.present & test_mask)
-            metrics = self._evaluate(model, inp.crops[test_rows], y_codes[test_rows], setup, node_seed)
+            kids = self._children_input(name) if model.n_children else None
+            if self.reads_children():
+                # every image's embedding, for the parent's input (absent rows stay zero)
+                all_emb = torch.zeros(len(inp.present), model.embedding_dim)
+                present = np.flatnonzero(inp.present)
+                if len(present):
+                    all_emb[present] = run_batched(model, _nchw(inp.crops[present]), setup,
+                                                   extra=None if kids is None else kids[present])
+                self._all_emb[name] = all_emb
+            metrics = self._evaluate(model, inp.crops[test_rows], y_codes[test_rows], setup, node_seed,
+                                     children=None if kids is None else kids[test_rows])
             metrics.update(
                 n_train=int(len(rows)), n_test=int(len(test_rows)), epochs=epochs if ok[j] else 0,
                 resolution=opts.resolution, trunk=opts.trunk,
@@ -312,17 +382,47 @@ class HEML:
                 f"{[m.trunk_spec for m in child_models]}; a parent starts from the average of its "
                 f"children's weights, so give them one trunk in the recipe."
             )
+        # trunk and embedder average; a child's own fusion layer has no counterpart
+        own = model.trainable().state_dict()
         states = [m.trainable().state_dict() for m in child_models]
-        model.trainable().load_state_dict(average_state_dicts(states, weights))
+        common = [key for key in own if not key.startswith("fusion.")
+                  and all(key in st and st[key].shape == own[key].shape for st in states)]
+        averaged = average_state_dicts([{key: st[key] for key in common} for st in states], weights)
+        model.trainable().load_state_dict(averaged, strict=False)
+        fusion = None
+        if model.n_children:
+            fw = self._fusion_weights(kids, weights)
+            fusion = [OWN_SHARE] + [(1.0 - OWN_SHARE) * w / sum(fw) for w in fw]
+            model.init_fusion(fusion)
         loss_states = [self.losses_[c].state_dict() for c in kids]
         if bundle.has_parameters and all(s.keys() == bundle.loss.state_dict().keys() for s in loss_states):
             bundle.loss.load_state_dict(average_state_dicts(loss_states, weights))
         total = sum(weights)
-        return {"kind": "average", "children": kids, "weights": [w / total for w in weights],
-                "by": self.init_weights}
+        out = {"kind": "average", "children": kids, "weights": [w / total for w in weights],
+               "by": self.init_weights, "averaged_tensors": len(common)}
+        if fusion is not None:
+            out["fusion_start"] = {"own": fusion[0], **dict(zip(kids, fusion[1:], strict=True))}
+        return out
+
+    def _fusion_weights(self, kids: list[str], average_weights: list[float]) -> list[float]:
+        if self.fusion_init == "area":
+            return list(average_weights)
+        if self.fusion_init == "skill":
+            skill = []
+            for c in kids:
+                m = self.metrics_.get(c, {})
+                p, chance = m.get("precision_at_1", float("nan")), m.get("chance_p_at_1", float("nan"))
+                skill.append(max(p - chance, 0.0) if math.isfinite(p) and math.isfinite(chance) else 0.0)
+            if sum(skill) > 0:
+                return skill
+        return [1.0] * len(kids)
+
+    def _children_input(self, name: str) -> torch.Tensor:
+        """N × (D·n_children) children's embeddings of every image (zeros where absent)."""
+        return torch.cat([self._all_emb[c] for c in self.tree_.nodes[name].children], dim=1)
 
     def _evaluate(self, model: NodeModel, crops: np.ndarray, y_test: np.ndarray, setup: DeviceSetup,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, children: torch.Tensor | None = None) -> dict[str, Any]:
         if len(crops) < 2:
             return {"precision_at_1": float("nan"), "map_at_r": float("nan"), "chance_p_at_1": float("nan")}
         x = _nchw(crops)
@@ -333,11 +433,12 @@ class HEML:
             gen = torch.Generator().manual_seed(seed + 7)
             views = []
             for _ in range(2):
-                views.append(run_batched(lambda xb: model(augment(xb, gen)), x, setup))
+                views.append(run_batched(lambda xb, *kid: model(augment(xb, gen), *kid), x, setup,
+                                         extra=children))
             emb = torch.cat(views)
             labels = np.concatenate([np.arange(len(x))] * 2)
             return retrieval_metrics(emb, labels)
-        emb = run_batched(model, x, setup)
+        emb = run_batched(model, x, setup, extra=children)
         return retrieval_metrics(emb, y_test)
 
     def _fit_baseline(self, images, y_codes, train_mask, test_mask, setup: DeviceSetup) -> None:
@@ -351,7 +452,10 @@ class HEML:
         crops = whole_image_inputs(images, resolution=root_opts.resolution)
         model = build_node_model(root_opts.trunk, embedding_dim=int(self.embedding_dim),
                                  hidden_dim=int(self.hidden_dim), seed=self.seed,
-                                 frozen_trunks=self._frozen_trunks).to(setup.device)
+                                 frozen_trunks=self._frozen_trunks, embedder=root_opts.embedder,
+                                 groups=int(self.groups)).to(setup.device)
+        if setup.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         bundle = build_loss(self.loss, num_classes=max(len(self.classes_), 1),
                             embedding_dim=int(self.embedding_dim), miner=self.miner,
                             self_supervised=self.supervision == "self", params=dict(self.loss_params or {}))
@@ -400,16 +504,34 @@ class HEML:
         self._check_fitted()
         images, label_maps = check_arrays(images, label_maps)
         setup = resolve_device(self.device)
-        out = {}
-        for name in nodes or list(self.tree_.nodes):
+        wanted = list(nodes or self.tree_.nodes)
+        needed = set()
+        for name in wanted:
+            needed |= self._needs(name)
+        out: dict[str, np.ndarray] = {}
+        for name in self.tree_.nodes:  # bottom-up: a parent may read its children's embeddings
+            if name not in needed:
+                continue
             inp = self.node_inputs(images, label_maps, name)
             model = self.models_[name].to(setup.device).eval()
             emb = np.zeros((len(images), model.embedding_dim), np.float32)
             rows = np.flatnonzero(inp.present)
             if len(rows):
-                emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size).numpy()
+                kids = None
+                if getattr(model, "n_children", 0):
+                    kids = torch.from_numpy(np.concatenate([out[c] for c in self.tree_.nodes[name].children], 1))[rows]
+                emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size,
+                                        extra=kids).numpy()
             self.models_[name] = model.to("cpu")
             out[name] = emb
+        return {name: out[name] for name in wanted}
+
+    def _needs(self, name: str) -> set[str]:
+        """``name`` and every node whose embedding it reads (its descendants when fused)."""
+        out = {name}
+        if getattr(self.models_[name], "n_children", 0):
+            for child in self.tree_.nodes[name].children:
+                out |= self._needs(child)
         return out
 
     def transform(self, images: np.ndarray, label_maps: np.ndarray) -> np.ndarray:

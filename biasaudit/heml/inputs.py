@@ -102,6 +102,23 @@ def node_inputs(
     return NodeInputs(crops=crops, present=present, area_frac=area)
 
 
+def region_masks(label_maps: np.ndarray, node_part_ids: tuple[int, ...], region_part_ids: tuple[int, ...], *,
+                 resolution: int, margin: float = 0.1) -> np.ndarray:
+    """Where ``region_part_ids`` (e.g. mouth and lips) lie inside each image's crop of the
+    node covering ``node_part_ids``: N×r×r bool, aligned pixel for pixel with
+    :func:`node_inputs`' crops (for measuring where attention falls).
+
+    >>> maps = np.zeros((1, 8, 8), np.int64); maps[0, 2:6, 2:6] = 1; maps[0, 4:6, 2:6] = 2
+    >>> region_masks(maps, (1, 2), (2,), resolution=4, margin=0.0)[0].astype(int).tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]]
+    """
+    label_maps = np.asarray(label_maps)
+    paint = np.where(np.isin(label_maps, np.asarray(region_part_ids)), 255, 0).astype(np.uint8)
+    out = node_inputs(np.repeat(paint[..., None], 3, axis=-1), label_maps, node_part_ids,
+                      resolution=resolution, margin=margin)
+    return out.crops[..., 0] >= 128
+
+
 def whole_image_inputs(images: np.ndarray, *, resolution: int) -> np.ndarray:
     """Unmasked whole images resized to ``resolution`` (the single-model baseline's input)."""
     import cv2

@@ -3,7 +3,8 @@
 Layout under the models folder (``WS/models`` in a workspace)::
 
     heml.json                 estimator parameters, classes, biasaudit version
-    tree.json                 the segment tree as a recipe mapping
+    tree.json                 the segment tree as a recipe mapping, plus ``nodes``: every
+                              node with its parts, children, parent and options
     <node>/model.safetensors  trained weights ("model.*") and loss parameters ("loss.*")
     <node>/config.json        parts, children, options, trunk, sizes, loss history
     <node>/metrics.json       {"precision_at_1", "map_at_r", "n_train", "n_test", ...}
@@ -26,7 +27,9 @@ from biasaudit.core.errors import ValidationError
 from biasaudit.core.io import atomic_path, write_json_atomic
 from biasaudit.core.workspace import node_dirname
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :func:`load_heml` reads (1: before parents could read their children).
+READABLE_VERSIONS = (1, 2)
 
 
 def clean_json(obj: Any) -> Any:
@@ -73,6 +76,7 @@ def save_heml(heml, path: str | Path) -> Path:
             "options": asdict(node.options), "trunk": model.trunk_spec,
             "trunk_trainable": model.trunk_trainable, "embedding_dim": model.embedding_dim,
             "hidden_dim": int(heml.hidden_dim), "loss": params["loss"],
+            "embedder": model.embedder_kind, "groups": int(heml.groups), "n_children": model.n_children,
             "supervision": heml.supervision, "loss_history": heml.history_.get(name, []),
         }
         _save_node(path / node_dirname(name), model, heml.losses_.get(name), config, heml.metrics_[name])
@@ -80,9 +84,11 @@ def save_heml(heml, path: str | Path) -> Path:
         model = heml.baseline_model_
         _save_node(path / "_baseline", model, None,
                    {"node": "_baseline", "trunk": model.trunk_spec, "trunk_trainable": model.trunk_trainable,
-                    "embedding_dim": model.embedding_dim, "input": "whole image, unmasked"},
+                    "embedding_dim": model.embedding_dim, "hidden_dim": int(heml.hidden_dim),
+                    "embedder": model.embedder_kind, "groups": int(heml.groups),
+                    "input": "whole image, unmasked"},
                    heml.baseline_metrics_)
-    write_json_atomic(path / "tree.json", heml.tree_.to_dict())
+    write_json_atomic(path / "tree.json", {**heml.tree_.to_dict(), "nodes": heml.tree_.node_table()})
     write_json_atomic(path / "heml.json", clean_json({
         "format_version": FORMAT_VERSION, "biasaudit_version": __version__, "params": params,
         "classes": [str(c) for c in heml.classes_], "nodes": list(heml.tree_.nodes),
@@ -109,7 +115,7 @@ def load_heml(path: str | Path, *, device: str = "auto"):
             f"(fit_heml_workspace / HEML.fit + save)."
         )
     meta = json.loads(meta_path.read_text("utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise ValidationError(
             f"{meta_path} has format_version {meta.get('format_version')!r}; this biasaudit reads "
             f"{FORMAT_VERSION}. Re-train the models with this version."
@@ -135,7 +141,9 @@ def load_heml(path: str | Path, *, device: str = "auto"):
         config = json.loads((folder / "config.json").read_text("utf-8"))
         tensors = load_file(str(folder / "model.safetensors"))
         model = build_node_model(config["trunk"], embedding_dim=config["embedding_dim"],
-                                 hidden_dim=config["hidden_dim"], frozen_trunks=frozen_trunks)
+                                 hidden_dim=config["hidden_dim"], frozen_trunks=frozen_trunks,
+                                 embedder=config.get("embedder", "mlp"), groups=config.get("groups", 4),
+                                 n_children=config.get("n_children", 0))
         model.trainable().load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         heml.models_[name] = model.to(setup.device).eval()
         loss_state = {k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}

@@ -36,7 +36,8 @@ class DeviceSetup:
 
 
 def resolve_device(device: str) -> DeviceSetup:
-    """``auto`` → CUDA when present (bf16 autocast, channels_last), else CPU."""
+    """``auto`` → CUDA when present (bf16 autocast), else CPU; channels_last on both
+    (oneDNN's CPU convolutions and max-pooling run 1.3× and ~8× faster on NHWC tensors)."""
     from biasaudit.core.errors import ValidationError
 
     if device == "auto":
@@ -48,7 +49,7 @@ def resolve_device(device: str) -> DeviceSetup:
     if not (device == "cpu" or device.startswith("cuda")):
         raise ValidationError(f"--device must be auto, cpu or cuda[:N]; got '{device}'.")
     dev = torch.device(device)
-    return DeviceSetup(device=dev, autocast=dev.type == "cuda", channels_last=dev.type == "cuda")
+    return DeviceSetup(device=dev, autocast=dev.type == "cuda", channels_last=True)
 
 
 def to_device(x: torch.Tensor, setup: DeviceSetup) -> torch.Tensor:
@@ -103,7 +104,7 @@ def batch_loss(bundle: LossBundle, emb: torch.Tensor, y: torch.Tensor | None,
 def train_modules(
     modules: list[nn.Module],
     bundles: list[LossBundle],
-    inputs: list[torch.Tensor],
+    inputs: list[torch.Tensor | tuple[torch.Tensor, ...]],
     targets: list[torch.Tensor | None],
     *,
     normalize: bool,
@@ -119,6 +120,11 @@ def train_modules(
 ) -> list[list[float]]:
     """Train ``modules[k]`` on ``inputs[k]`` (already on the device) with ``bundles[k]``.
 
+    ``inputs[k]`` is a tensor, or a tuple whose first item is the images/features and
+    whose further items (e.g. the children's embeddings of a parent) are passed to the
+    module as extra arguments, row-aligned with the first. A module with an ``aux_loss()``
+    (DGML's diversity loss) has it added to its metric loss (one module at a time only).
+
     ``normalize``: L2-normalise outputs here (when the module is an embedder over cached
     features; node models normalise themselves). Returns each module's mean loss per epoch.
     Images (4-D uint8 inputs) are converted per batch; feature inputs are used as given.
@@ -126,7 +132,8 @@ def train_modules(
     from biasaudit.core.progress import progress
 
     k = len(modules)
-    sizes = [len(x) for x in inputs]
+    inputs = [x if isinstance(x, tuple) else (x,) for x in inputs]
+    sizes = [len(x[0]) for x in inputs]
     bs = max(2, min(batch_size, *sizes))
     steps = math.ceil(max(sizes) / bs)
     for m in modules:
@@ -143,20 +150,24 @@ def train_modules(
     loss_params = [p for b in bundles for p in b.loss.parameters()]
     loss_optim = torch.optim.Adam(loss_params, lr=loss_lr) if loss_params else None
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        # x: K×B×... ; returns K×B×D embeddings in float32
+    aux_of = getattr(base, "aux_loss", None) if k == 1 else None
+
+    def forward(x: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        # x: tuple of K×B×... ; returns K×B×D embeddings in float32
         with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.autocast):
             if k == 1:
-                out = base(x[0]).unsqueeze(0)
+                out = base(*(xi[0] for xi in x)).unsqueeze(0)
             else:
                 out = torch.func.vmap(
-                    lambda p, b, xi: torch.func.functional_call(base, (p, b), (xi,))
-                )(params, buffers, x)
+                    lambda p, b, *xi: torch.func.functional_call(base, (p, b), xi)
+                )(params, buffers, *x)
         out = out.float()
         return F.normalize(out, dim=-1) if normalize else out
 
-    def take(j: int, idx: torch.Tensor, view: bool) -> torch.Tensor:
-        x = inputs[j][idx.to(inputs[j].device)]
+    def take(j: int, idx: torch.Tensor, view: bool) -> tuple[torch.Tensor, ...]:
+        first, *extra = inputs[j]
+        x = first[idx.to(first.device)]
+        extra = [e[idx.to(e.device)] for e in extra]
         if x.dtype == torch.uint8:
             x = prepare_images(x, setup)
             if view or augment_inputs:
@@ -165,7 +176,10 @@ def train_modules(
                 # vmap cannot run group_norm on channels_last inputs (torch NYI); stacked
                 # convolutions are grouped convolutions anyway, so plain layout loses nothing.
                 x = x.contiguous()
-        return x
+        return (x, *extra)
+
+    def stack(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.stack(items) for items in zip(*parts, strict=True))
 
     perms = [torch.randperm(n, generator=gen) for n in sizes]
     cursors = [0] * k
@@ -184,21 +198,24 @@ def train_modules(
                 idxs.append(perms[j][cursors[j] : cursors[j] + bs])
                 cursors[j] += bs
             if self_supervised:
-                xa = torch.stack([take(j, idxs[j], True) for j in range(k)])
-                xb = torch.stack([take(j, idxs[j], True) for j in range(k)])
-                emb = forward(torch.cat([xa, xb], dim=1))
+                xa = stack([take(j, idxs[j], True) for j in range(k)])
+                xb = stack([take(j, idxs[j], True) for j in range(k)])
+                emb = forward(tuple(torch.cat([a, b], dim=1) for a, b in zip(xa, xb, strict=True)))
                 losses = [batch_loss(bundles[j], emb[j, :bs], None, emb[j, bs:]) for j in range(k)]
             else:
-                x = torch.stack([take(j, idxs[j], False) for j in range(k)])
-                emb = forward(x)
+                emb = forward(stack([take(j, idxs[j], False) for j in range(k)]))
                 losses = [
                     batch_loss(bundles[j], emb[j], targets[j][idxs[j].to(targets[j].device)])
                     for j in range(k)
                 ]
+            total = torch.stack(losses).sum()
+            aux = aux_of() if aux_of is not None else None
+            if aux is not None:
+                total = total + aux
             optim.zero_grad(set_to_none=True)
             if loss_optim is not None:
                 loss_optim.zero_grad(set_to_none=True)
-            torch.stack(losses).sum().backward()
+            total.backward()
             optim.step()
             if loss_optim is not None:
                 loss_optim.step()
@@ -217,14 +234,17 @@ def train_modules(
 
 
 @torch.no_grad()
-def run_batched(fn, x: torch.Tensor, setup: DeviceSetup, *, batch_size: int = 256) -> torch.Tensor:
-    """``fn`` over ``x`` in batches (images converted per batch); float32 result on the CPU."""
+def run_batched(fn, x: torch.Tensor, setup: DeviceSetup, *, batch_size: int = 256,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
+    """``fn`` over ``x`` in batches (images converted per batch); float32 result on the CPU.
+    ``extra`` (row-aligned with ``x``) is passed as ``fn``'s second argument."""
     outs = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
         xb = prepare_images(xb, setup) if xb.dtype == torch.uint8 else xb.to(setup.device)
+        args = (xb,) if extra is None else (xb, extra[start : start + batch_size].to(setup.device))
         with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.autocast):
-            out = fn(xb)
+            out = fn(*args)
         outs.append(out.float().cpu())
     if not outs:
         return torch.zeros(0)

@@ -62,12 +62,15 @@ class NodeOptions:
     - ``margin``: extra context around the node's bounding box, as a fraction of its side.
     - ``trunk``: ``small-cnn[:width]``, ``efficientnet-lite0[:finetune]``,
       ``hf:<local dir>`` or ``timm:<model name>@<weights file>`` (see ``trunks.py``).
+    - ``embedder``: ``mlp`` (pooled features → MLP) or ``dgml`` (attentive grouping with
+      learnable queries over the trunk's feature map; see ``dgml.py``).
     """
 
     resolution: int = 32
     epochs: int = 6
     margin: float = 0.1
     trunk: str = "small-cnn"
+    embedder: str = "mlp"
 
     def __post_init__(self) -> None:
         if not isinstance(self.resolution, int) or not 8 <= self.resolution <= 1024:
@@ -84,6 +87,8 @@ class NodeOptions:
             )
         if not isinstance(self.trunk, str) or not self.trunk:
             raise ValidationError(f"The 'trunk' option must be a non-empty string. Got {self.trunk!r}.")
+        if self.embedder not in ("mlp", "dgml"):
+            raise ValidationError(f"The 'embedder' option must be 'mlp' or 'dgml'. Got {self.embedder!r} instead.")
 
 
 _OPTION_NAMES = tuple(f.name for f in fields(NodeOptions))
@@ -175,6 +180,12 @@ class SegmentTree:
             return out
 
         return {"schema": self.schema.to_dict(), "tree": node_dict(self.root)}
+
+    def node_table(self) -> list[dict]:
+        """Every node with its parts, children, parent and options (bottom-up order)."""
+        return [{"name": name, "parts": list(node.parts), "children": list(node.children),
+                 "parent": self.parent_of(name), "height": self.height(name), **asdict(node.options)}
+                for name, node in self.nodes.items()]
 
     def _node(self, node: str) -> TreeNode:
         try:
@@ -279,9 +290,16 @@ def load_recipe(source: str | Path | Mapping, *, schema: Schema | str | None = N
             name = str(spec.get("name") or "+".join(kids))
             parts = nodes[kids[0]].parts + nodes[kids[1]].parts
             node = TreeNode(name=name, parts=parts, children=tuple(kids), options=options)
+        _check_name(node.name, where, label)
         if node.name in nodes:
             raise ValidationError(
                 f"{where}: node name '{node.name}' is used twice; give one of them a different 'name'."
+            )
+        clash = [other for other in nodes if other.lower() == node.name.lower()]
+        if clash:
+            raise ValidationError(
+                f"{where}: node names '{clash[0]}' and '{node.name}' differ only in letter case, so their "
+                f"model folders would collide on case-insensitive file systems; rename one of them."
             )
         nodes[node.name] = node
         return node.name
@@ -294,6 +312,20 @@ def load_recipe(source: str | Path | Mapping, *, schema: Schema | str | None = N
         )
     root = build(tree_spec, "tree")
     return SegmentTree(schema=schema_obj, nodes=nodes, root=root)
+
+
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-")
+
+
+def _check_name(name: str, where: str, label: str) -> None:
+    # node names become folder and file names (models/<node>/, embeddings/<node>.npy)
+    bad = sorted({c for c in name if c not in _NAME_CHARS})
+    if not name or bad or name.startswith("_"):
+        why = f"contains {''.join(bad)!r}" if bad else ("is empty" if not name else "starts with '_' (reserved)")
+        raise ValidationError(
+            f"{where}: {label} has the name {name!r}, which {why}; node names may use only letters, "
+            f"digits, '_', '+' and '-' (not first '_'). Give the node a 'name' such as 'upper_body'."
+        )
 
 
 def default_recipe_path(schema: str) -> Path:

@@ -50,10 +50,14 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_dim = c_in
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last convolution block's output before its pooling (B×4w×r/8×r/8): the
+        spatial positions DGML attends over (the final pooling would leave 2×2 at 32 px)."""
         # uint8-range input → [-1, 1]
-        x = x / 127.5 - 1.0
-        return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.features[:-1](x / 127.5 - 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.features[-1](self.feature_map(x)), 1).flatten(1)
 
 
 class EfficientNetLite0Trunk(nn.Module):
@@ -64,9 +68,11 @@ class EfficientNetLite0Trunk(nn.Module):
         self.net = load_efficientnet_lite0()
         self.out_dim = 1280
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features((x - _LITE_MEAN) / _LITE_STD)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - _LITE_MEAN) / _LITE_STD
-        return F.adaptive_avg_pool2d(self.net.extract_features(x), 1).flatten(1)
+        return F.adaptive_avg_pool2d(self.feature_map(x), 1).flatten(1)
 
 
 class HFBackbone(nn.Module):
@@ -116,38 +122,106 @@ class TimmBackbone(nn.Module):
         return self.net((x - mean) / std)
 
 
+EMBEDDERS = ("mlp", "dgml")
+
+
 class NodeModel(nn.Module):
-    """trunk → MLP embedder → L2-normalised embedding.
+    """trunk → embedder → L2-normalised embedding, plus (parents only) a fusion layer.
+
+    - ``embedder="mlp"``: globally pooled trunk features → 2-layer MLP (DESIGN.md §5).
+    - ``embedder="dgml"``: :class:`~biasaudit.heml.dgml.AttentiveGrouping` over the
+      trunk's feature map (G learnable queries; see :mod:`biasaudit.heml.dgml`).
+    - ``n_children`` > 0: the node also reads its children's embeddings. The final
+      embedding is ``normalize(fusion([e_own, e_child1, e_child2]))``, a learned linear
+      map of the concatenation; :meth:`init_fusion` starts it as the weighted sum of the
+      blocks, so a parent begins by measuring what its children measured.
 
     ``trunk_trainable`` False means the trunk is frozen: its features can be cached and
-    only ``embedder`` is trained, averaged and saved.
+    only ``embedder`` (and ``fusion``) is trained, averaged and saved.
     """
 
     def __init__(self, trunk: nn.Module, *, embedding_dim: int = 128, hidden_dim: int = 256,
-                 trunk_trainable: bool = True, trunk_spec: str = "") -> None:
+                 trunk_trainable: bool = True, trunk_spec: str = "", embedder: str = "mlp",
+                 groups: int = 4, n_children: int = 0) -> None:
         super().__init__()
+        if embedder not in EMBEDDERS:
+            raise ValidationError(f"embedder must be one of {EMBEDDERS}; got {embedder!r}.")
         self.trunk = trunk
         self.trunk_trainable = trunk_trainable
         self.trunk_spec = trunk_spec
         self.embedding_dim = embedding_dim
-        self.embedder = nn.Sequential(
-            nn.Linear(trunk.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
-        )
+        self.embedder_kind = embedder
+        self.n_children = int(n_children)
+        if embedder == "mlp":
+            self.embedder = nn.Sequential(
+                nn.Linear(trunk.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
+            )
+        else:
+            from biasaudit.heml.dgml import AttentiveGrouping
+
+            if not hasattr(trunk, "feature_map") or not trunk_trainable:
+                raise ValidationError(
+                    f"embedder 'dgml' attends over a trunk's feature map while training it; trunk "
+                    f"'{trunk_spec}' is frozen or has none. Use small-cnn or efficientnet-lite0:finetune."
+                )
+            self.embedder = AttentiveGrouping(trunk.out_dim, embedding_dim=embedding_dim, groups=groups)
+        self.fusion = (nn.Linear(embedding_dim * (1 + self.n_children), embedding_dim)
+                       if self.n_children else None)
         if not trunk_trainable:
             self.trunk.requires_grad_(False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embedder_kind == "dgml":
+            return self.trunk.feature_map(x)
         return self.trunk(x)
 
-    def embed_features(self, feats: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.embedder(feats), dim=1)
+    def embed_features(self, feats: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
+        own = self.embedder(feats)
+        if self.fusion is None:
+            return F.normalize(own, dim=1)
+        if children is None:
+            raise ValidationError("This node reads its children's embeddings; pass them as `children`.")
+        # the own embedding is normalised first so its scale matches the children's unit vectors
+        return F.normalize(self.fusion(torch.cat([F.normalize(own, dim=1), children], dim=1)), dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed_features(self.features(x))
+    def forward(self, x: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed_features(self.features(x), children)
+
+    def aux_loss(self) -> torch.Tensor | None:
+        """The embedder's extra training loss of the last forward pass (DGML diversity)."""
+        fn = getattr(self.embedder, "aux_loss", None)
+        return fn() if fn is not None else None
+
+    @torch.no_grad()
+    def init_fusion(self, weights: list[float]) -> None:
+        """Start the fusion as Σ wₖ·blockₖ (own embedding first, then each child)."""
+        if self.fusion is None:
+            return
+        d = self.embedding_dim
+        eye = torch.eye(d)
+        self.fusion.weight.copy_(torch.cat([w * eye for w in weights], dim=1))
+        self.fusion.bias.zero_()
 
     def trainable(self) -> nn.Module:
-        """The sub-module whose weights are learned (whole model, or only the embedder)."""
-        return self if self.trunk_trainable else self.embedder
+        """The sub-module whose weights are learned (whole model, or embedder + fusion)."""
+        if self.trunk_trainable:
+            return self
+        if self.fusion is None:
+            return self.embedder
+        return _Heads(self.embedder, self.fusion)
+
+
+class _Heads(nn.Module):
+    """Embedder and fusion of a frozen-trunk parent: the weights it learns and saves."""
+
+    def __init__(self, embedder: nn.Module, fusion: nn.Module) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.fusion = fusion
+
+    def forward(self, feats: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+        own = F.normalize(self.embedder(feats), dim=1)
+        return F.normalize(self.fusion(torch.cat([own, children], dim=1)), dim=1)
 
 
 def build_trunk(spec: str) -> tuple[nn.Module, bool]:
@@ -178,7 +252,8 @@ def build_trunk(spec: str) -> tuple[nn.Module, bool]:
 
 
 def build_node_model(spec: str, *, embedding_dim: int = 128, hidden_dim: int = 256,
-                     seed: int | None = None, frozen_trunks: dict | None = None) -> NodeModel:
+                     seed: int | None = None, frozen_trunks: dict | None = None,
+                     embedder: str = "mlp", groups: int = 4, n_children: int = 0) -> NodeModel:
     """A fresh node model for trunk ``spec``.
 
     ``seed``: seed the trainable weights (trunk if trained, embedder) so that every node
@@ -197,7 +272,8 @@ def build_node_model(spec: str, *, embedding_dim: int = 128, hidden_dim: int = 2
     if seed is not None and not trainable:
         torch.manual_seed(seed)  # the embedder's start must not depend on the trunk's loading
     return NodeModel(trunk, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
-                     trunk_trainable=trainable, trunk_spec=spec)
+                     trunk_trainable=trainable, trunk_spec=spec, embedder=embedder, groups=groups,
+                     n_children=n_children)
 
 
 def load_efficientnet_lite0() -> nn.Module:

@@ -93,8 +93,10 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     (float16, absent parts all zero) and ``WS/embeddings/index.parquet`` (column ``image``,
     one row per embedding row, in the same order).
     """
+    from biasaudit.core.threads import configure_threads
     from biasaudit.heml.estimator import HEML
 
+    configure_threads()
     ws = Workspace(ws_root)
     kind, column = parse_supervision(supervision)
     table = usable_images(ws.root)
@@ -116,7 +118,7 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     heml = HEML(tree=tree, supervision=kind, device=device, **params).fit(images, maps, y)
     heml.save(ws.models_dir)
     write_json_atomic(ws.models_dir / GLUE_FILE, {"image_size": image_size, "supervision": supervision,
-                                                  "n_images": len(ids)})
+                                                  "n_images": len(ids), "label": column})
     write_embeddings(ws.root, ids, heml.embed(images, maps))
     return heml
 
@@ -133,25 +135,151 @@ def write_embeddings(ws_root: str | Path, image_ids: list[str], embeddings: dict
     write_parquet_atomic(ws.embeddings_dir / "index.parquet", pd.DataFrame({"image": list(image_ids)}))
 
 
-def explain_workspace(ws_root: str | Path, image_a: str, image_b: str, *, device: str = "auto"):
-    """The metric tree of two images of a workspace whose ``WS/models`` holds a trained HEML."""
+def resolve_image(ws_root: str | Path, ref: str | Path, *, mask: str | Path | None = None,
+                  image_size: int | None = None, device: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """(RGB, part map, how it was found) for what a user has at hand:
+
+    - an image id of the workspace (the manifest's ``image`` column);
+    - a path to an image of the workspace's dataset (``data/images/000001.png``);
+    - a path to a new image: segmented on the fly with the workspace's segmenter, or, for a
+      workspace segmented from the dataset's own masks, read together with ``mask`` (a
+      single-channel label map of the same size).
+
+    Both arrays are resized to ``image_size`` (default: the size the models were trained at).
+    """
+    import cv2
+
+    ws = Workspace(ws_root)
+    size = image_size or _trained_size(ws)
+    known = set(usable_images(ws.root)["image"])
+    image_id = _dataset_id(ws, ref, known)
+    if image_id is not None:
+        if mask is not None:
+            raise ValidationError(
+                f"--mask was given for '{ref}', which is an image of the workspace; its part map is "
+                f"already there. Give --mask only for new images."
+            )
+        images, maps = load_arrays(ws.root, [image_id], image_size=size)
+        return images[0], maps[0], image_id
+    path = Path(ref)
+    if not path.is_file():
+        examples = ", ".join(sorted(known)[:3])
+        raise ValidationError(
+            f"'{ref}' is neither an image id of {ws.manifest} (e.g. {examples}) nor an image file; "
+            f"give an id, a path inside the dataset, or a path to a new image."
+        )
+    from biasaudit.data import read_image
+
+    try:
+        rgb = read_image(path)
+    except Exception as exc:  # the readers raise several types; the user needs the file and reason
+        raise ValidationError(f"{path} could not be read as an image ({exc}); give a PNG/JPEG/WebP/BMP file.") from None
+    config = json.loads(ws.config.read_text("utf-8"))
+    seg_cfg = config.get("segment") or {}
+    spec = seg_cfg.get("segmenter", "masks")
+    if spec == "masks":
+        if mask is None:
+            raise ValidationError(
+                f"{path} is a new image and {ws.root} was segmented from the dataset's own masks, so "
+                f"there is no model to segment it; pass its label map with --mask (one per new image)."
+            )
+        parts = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
+        if parts is None or parts.ndim != 2:
+            raise ValidationError(
+                f"--mask {mask} is not a single-channel label map (PNG of class ids); got "
+                f"{'an unreadable file' if parts is None else f'shape {parts.shape}'}."
+            )
+        if parts.shape != rgb.shape[:2]:
+            raise ValidationError(
+                f"--mask {mask} is {parts.shape[1]}×{parts.shape[0]} but {path} is "
+                f"{rgb.shape[1]}×{rgb.shape[0]}; the label map must match its image."
+            )
+        how = f"{path} (mask {mask})"
+    else:
+        if mask is not None:
+            raise ValidationError(
+                f"--mask given, but {ws.root} segments new images with '{spec}'; drop --mask."
+            )
+        from biasaudit.core.schema import Schema
+        from biasaudit.segment import make_segmenter
+        from biasaudit.segment.base import SegmentFailure
+
+        schema = Schema.from_dict(seg_cfg["schema_classes"], source=str(ws.config))
+        with make_segmenter(spec, schema=schema, device=device) as seg:
+            (parts,) = seg.segment_batch([rgb])
+        if isinstance(parts, SegmentFailure):
+            raise ValidationError(f"{path} could not be segmented with '{spec}': {parts.message}")
+        how = f"{path} (segmented with {spec})"
+    if rgb.shape[:2] != (size, size):
+        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    if parts.shape[:2] != (size, size):
+        parts = cv2.resize(np.asarray(parts).astype(np.uint16), (size, size), interpolation=cv2.INTER_NEAREST)
+    return rgb, np.asarray(parts).astype(np.int64), how
+
+
+def _dataset_id(ws: Workspace, ref: str | Path, known: set[str]) -> str | None:
+    """The workspace image id ``ref`` names (an id, or a path to one of the dataset's image
+    files), else None. A path counts only when the dataset maps that id to that very file,
+    so a mask file or a copy elsewhere is not mistaken for the image."""
+    text = str(ref)
+    if text in known:
+        return text
+    path = Path(ref)
+    if not path.is_file():
+        return None
+    config = json.loads(ws.config.read_text("utf-8")) if ws.config.is_file() else {}
+    data = config.get("data") or {}
+    if not data.get("root"):
+        return None
+    full = path.resolve()
+    try:
+        rel_parts = full.relative_to(Path(data["root"]).resolve()).parts
+    except ValueError:
+        return None
+    from biasaudit.core.schema import Schema
+    from biasaudit.data import open_dataset
+
+    dataset = open_dataset(data["root"], layout=data.get("layout", "auto"),
+                           schema=Schema.from_dict(data["schema_classes"], source=str(ws.config)))
+    for i in range(len(rel_parts)):
+        candidate = "/".join(rel_parts[i:])
+        if candidate in known:
+            try:
+                if Path(dataset.sample(candidate).image_path).resolve() == full:
+                    return candidate
+            except KeyError:
+                continue
+    return None
+
+
+def explain_workspace(ws_root: str | Path, image_a: str, image_b: str, *, device: str = "auto",
+                      mask_a: str | Path | None = None, mask_b: str | Path | None = None):
+    """The metric tree of two images (ids, dataset paths or new images, see
+    :func:`resolve_image`) with the HEML of a workspace whose ``WS/models`` holds one."""
     from biasaudit.heml.metric_tree import explain_pair
     from biasaudit.heml.persist import load_heml
 
     ws = Workspace(ws_root)
     heml = load_heml(ws.models_dir, device=device)
-    known = set(usable_images(ws.root)["image"])
-    for name in (image_a, image_b):
-        if name not in known:
-            examples = ", ".join(sorted(known)[:3])
-            raise ValidationError(
-                f"Image '{name}' is not a usable image of {ws.manifest}; give an image id as listed "
-                f"in its 'image' column (e.g. {examples})."
-            )
-    images, maps = load_arrays(ws.root, [image_a, image_b], image_size=_trained_size(ws))
-    return explain_pair(heml, images[0], maps[0], images[1], maps[1])
+    size = _trained_size(ws)
+    img_a, map_a, _ = resolve_image(ws.root, image_a, mask=mask_a, image_size=size, device=device)
+    img_b, map_b, _ = resolve_image(ws.root, image_b, mask=mask_b, image_size=size, device=device)
+    return explain_pair(heml, img_a, map_a, img_b, map_b)
 
 
+def train_label_heml(data: str | Path, out: str | Path, *, label: str, embedder: str | None = None,
+                     recipe: Any = None, device: str = "auto", seed: int = 0, segmenter: str = "auto",
+                     log=None, **params: Any):
+    """``biasaudit heml``: segment ``data`` into ``out`` (re-using what is there) and train
+    a label-supervised HEML on column ``label``; writes ``out/models`` and ``out/embeddings``."""
+    from biasaudit.segment import segment_dataset
+
+    say = log or (lambda msg: None)
+    say("segmenting")
+    segment_dataset(data, out, segmenter=segmenter, device=device)
+    say(f"training HEML on label:{label}")
+    return fit_heml_workspace(out, supervision=f"label:{label}", recipe=recipe, device=device,
+                              embedder=embedder, seed=seed, **params)
 
 
 def _workspace_schema(ws: Workspace) -> str:

@@ -89,7 +89,8 @@ class SegformerSegmenter(Segmenter):
         where = str(path) if is_dir else source
         try:
             processor = AutoImageProcessor.from_pretrained(where)
-            model = AutoModelForSemanticSegmentation.from_pretrained(where)
+            # safetensors only: a pickled pytorch_model.bin can run code when loaded
+            model = AutoModelForSemanticSegmentation.from_pretrained(where, use_safetensors=True)
         except (OSError, ValueError, KeyError) as exc:
             hint = ("" if is_dir else
                     " It is not a local directory, so it was tried as a Hugging Face Hub id"

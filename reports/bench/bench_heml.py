@@ -11,6 +11,16 @@ it as a section to ``reports/benchmarks.md``.
     python reports/bench/bench_heml.py --device cuda --batch-size 128   # GPU: per-node peak memory
     python reports/bench/bench_heml.py --device cuda --batch-size 128 \
         --trunk efficientnet-lite0:finetune --resolution-scale 2 --epochs-scale 2   # heavier GPU setting
+    python reports/bench/bench_heml.py --modes sequential --embedder dgml --no-plant-check    # DGML nodes
+    # the scan's HEML stage (self-supervised) timed against another checkout, one busy process beside it:
+    python reports/bench/bench_heml.py --modes sequential --supervision self --no-plant-check \
+        --compare-src /path/to/old/checkout --contend 1
+
+``--compare-src DIR`` runs every mode a second time with ``PYTHONPATH=DIR`` (an older
+checkout) right after the current code, so both see the same machine load; the report
+gives the ratio. ``--contend K`` keeps K CPU-bound processes busy during every run (a
+shared machine). ``--threads 0`` (default) lets biasaudit size the threads from the CPUs
+available (``os.sched_getaffinity``).
 """
 
 from __future__ import annotations
@@ -48,17 +58,25 @@ def make_data(path: Path, *, n: int, size: int, seed: int, plant: str | None) ->
 def worker(spec: dict) -> dict:
     import torch
 
-    from biasaudit.heml import HEML
+    from biasaudit.heml import HEML  # first: it asks OpenMP not to spin before torch loads
 
-    torch.set_num_threads(spec["threads"])
+    try:
+        from biasaudit.core.threads import configure_threads
+    except ImportError:  # an older checkout (--compare-src) without it
+        configure_threads = None
+    if spec["threads"] > 0:
+        torch.set_num_threads(spec["threads"])
+    elif configure_threads is not None:
+        configure_threads()
     data = np.load(spec["data"])
     images, maps, y = data["images"], data["maps"].astype(np.int64), data["y"]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
+    extra = {"embedder": spec["embedder"]} if spec.get("embedder") else {}
     heml = HEML(tree="celebamask-hq", device=spec["device"], concurrent=spec["concurrent"],
                 batch_size=spec["batch_size"], epochs_scale=spec["epochs_scale"], trunk=spec["trunk"],
-                resolution_scale=spec.get("resolution_scale", 1.0),
-                baseline=spec["baseline"], seed=spec["seed"]).fit(images, maps, y)
+                resolution_scale=spec.get("resolution_scale", 1.0), supervision=spec.get("supervision", "label"),
+                baseline=spec["baseline"], seed=spec["seed"], **extra).fit(images, maps, y)
     wall = time.perf_counter() - start
     baseline = getattr(heml, "baseline_metrics_", None)
     out = {
@@ -67,6 +85,7 @@ def worker(spec: dict) -> dict:
         "rss_before_mb": rss_before,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "device": heml.device_,
+        "threads": torch.get_num_threads(),
         "metrics": heml.metrics_,
         "baseline": baseline,
     }
@@ -75,9 +94,78 @@ def worker(spec: dict) -> dict:
     return out
 
 
-def run_worker(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                          text=True, env={**os.environ, "BIASAUDIT_PROGRESS": "0"})
+def profile_epoch(data: Path, *, repeats: int = 2) -> list[str]:
+    """Where one epoch of a 32 px node goes: node inputs, the bare training step,
+    augmentation, the miner + loss, and the whole loop, NCHW (before) vs channels_last."""
+    import torch
+
+    from biasaudit.heml.inputs import node_inputs
+    from biasaudit.heml.losses import build_loss
+    from biasaudit.heml.training import DeviceSetup, augment, train_modules
+    from biasaudit.heml.tree import default_tree
+    from biasaudit.heml.trunks import build_node_model
+
+    d = np.load(data)
+    images, maps, y = d["images"], d["maps"].astype(np.int64), d["y"]
+    tree = default_tree("celebamask-hq")
+    t0 = time.perf_counter()
+    inp = node_inputs(images, maps, tree.part_ids("mouth"), resolution=32)
+    prep = time.perf_counter() - t0
+    n = min(1400, len(images))
+    x = torch.from_numpy(inp.crops[:n]).permute(0, 3, 1, 2).contiguous()
+    yt = torch.as_tensor(y[:n])
+    rows = [f"node inputs (mouth, {len(images)} images, 32 px): {prep:.2f} s",
+            "", "| layout | step only img/s | augment img/s | label epoch s (img/s) | self epoch s (img/s) |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for cl in (False, True):
+        setup = DeviceSetup(device=torch.device("cpu"), autocast=False, channels_last=cl)
+        best = {"step": 1e9, "aug": 1e9, "label": 1e9, "self": 1e9}
+        for _ in range(repeats):
+            model = build_node_model("small-cnn", seed=0)
+            if cl:
+                model = model.to(memory_format=torch.channels_last)
+            xb = x[:64].float()
+            xb = xb.contiguous(memory_format=torch.channels_last) if cl else xb
+            opt = torch.optim.Adam(model.parameters())
+            t0 = time.perf_counter()
+            for _ in range(10):
+                loss = model(xb).pow(2).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            best["step"] = min(best["step"], (time.perf_counter() - t0) / 640)
+            gen = torch.Generator().manual_seed(0)
+            t0 = time.perf_counter()
+            for _ in range(10):
+                augment(xb, gen)
+            best["aug"] = min(best["aug"], (time.perf_counter() - t0) / 640)
+            for kind in ("label", "self"):
+                bundle = build_loss("ntxent" if kind == "self" else "triplet-margin", num_classes=2,
+                                    embedding_dim=128, self_supervised=kind == "self")
+                t0 = time.perf_counter()
+                train_modules([model], [bundle], [x], [None if kind == "self" else yt], normalize=False, epochs=1,
+                              batch_size=64, lr=1e-3, loss_lr=1e-2, setup=setup, gen=torch.Generator().manual_seed(0),
+                              self_supervised=kind == "self")
+                best[kind] = min(best[kind], time.perf_counter() - t0)
+        rows.append(f"| {'channels_last' if cl else 'NCHW (before)'} | {1 / best['step']:.0f} | {1 / best['aug']:.0f} | "
+                    f"{best['label']:.2f} ({n / best['label']:.0f}) | {best['self']:.2f} ({2 * n / best['self']:.0f} views) |")
+    return rows
+
+
+def run_worker(spec: dict, *, src: str | None = None, contend: int = 0) -> dict:
+    env = {**os.environ, "BIASAUDIT_PROGRESS": "0"}
+    if src:
+        env["PYTHONPATH"] = src
+        for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+            env.pop(key, None)  # the old code ran with OpenMP's defaults
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(contend)]
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                              text=True, env=env)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
     if proc.returncode != 0:
         raise SystemExit(f"worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -108,9 +196,15 @@ def main() -> None:
     ap.add_argument("--modes", default="sequential,concurrent")
     ap.add_argument("--no-plant-check", action="store_true", help="skip the planted-bias run")
     ap.add_argument("--baseline", action="store_true", help="also train the whole-image baseline")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: from the CPUs available)")
+    ap.add_argument("--embedder", choices=["mlp", "dgml"], default=None, help="force one embedder (default: recipe)")
+    ap.add_argument("--supervision", choices=["label", "self"], default="label",
+                    help="self = the scan's HEML stage")
+    ap.add_argument("--compare-src", default=None, help="also run each mode with PYTHONPATH=this checkout")
+    ap.add_argument("--contend", type=int, default=0, help="CPU-bound processes kept busy during each run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--append", type=Path, help="append the report to this markdown file")
+    ap.add_argument("--profile", action="store_true", help="only profile one 32 px node's epoch")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker)), default=float))
@@ -119,18 +213,32 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_heml_"))
     clean, planted = tmp / "clean.npz", tmp / "planted.npz"
     make_data(clean, n=args.n, size=args.size, seed=args.seed, plant=None)
+    if args.profile:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print("\n".join([f"One 32 px node, 1,400 crops, batch 64, {torch.get_num_threads()} thread(s), "
+                         f"load average {os.getloadavg()[0]:.1f}:", "", *profile_epoch(clean)]))
+        return
     base = {"device": args.device, "batch_size": args.batch_size, "epochs_scale": args.epochs_scale,
-            "resolution_scale": args.resolution_scale,
+            "resolution_scale": args.resolution_scale, "embedder": args.embedder,
+            "supervision": args.supervision,
             "trunk": args.trunk, "threads": args.threads, "seed": args.seed}
     runs = {}
     for mode in args.modes.split(","):
         spec = {**base, "data": str(clean), "concurrent": mode == "concurrent",
                 "baseline": args.baseline and mode == "sequential"}
-        runs[mode] = run_worker(spec)
+        runs[mode] = run_worker(spec, contend=args.contend)
         print(f"{mode}: {runs[mode]['wall_s']:.1f} s", file=sys.stderr)
+        if args.compare_src:
+            old = {**spec, "embedder": None}
+            runs[f"{mode}, {args.compare_src}"] = run_worker(old, src=args.compare_src, contend=args.contend)
+            print(f"{mode} (old): {runs[f'{mode}, {args.compare_src}']['wall_s']:.1f} s", file=sys.stderr)
     if not args.no_plant_check:
         make_data(planted, n=args.n, size=args.size, seed=args.seed, plant=PLANT)
-        runs["planted"] = run_worker({**base, "data": str(planted), "concurrent": False, "baseline": False})
+        runs["planted"] = run_worker({**base, "data": str(planted), "concurrent": False, "baseline": False},
+                                     contend=args.contend)
 
     first = next(iter(runs.values()))
     lines = [
@@ -138,8 +246,12 @@ def main() -> None:
         "",
         f"`python reports/bench/bench_heml.py --n {args.n} --size {args.size} --device {args.device} "
         f"--batch-size {args.batch_size} --threads {args.threads} --trunk {args.trunk or 'recipe'} "
-        f"--resolution-scale {args.resolution_scale} --epochs-scale {args.epochs_scale}` on {time.strftime('%Y-%m-%d')}. "
-        f"Machine: {machine(args.threads)}; "
+        f"--resolution-scale {args.resolution_scale} --epochs-scale {args.epochs_scale} "
+        f"--supervision {args.supervision} --embedder {args.embedder or 'recipe'}"
+        f"{f' --compare-src {args.compare_src}' if args.compare_src else ''}"
+        f"{f' --contend {args.contend}' if args.contend else ''}` on {time.strftime('%Y-%m-%d')}. "
+        f"Machine: {machine(first.get('threads', args.threads))}; load average at the end "
+        f"{os.getloadavg()[0]:.1f}; "
         f"ran on {first['device']}. SynthFaces {args.n} × {args.size} px, label `Smiling`, default "
         f"`celebamask-hq` recipe (21 nodes, small-cnn trunks, 32 px leaves / 48 px root), 70/30 split.",
         "",
@@ -151,6 +263,11 @@ def main() -> None:
         label = mode if mode != "planted" else f"sequential, plant `{PLANT}`"
         lines.append(f"| {label} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_before_mb']:.0f} | "
                      + " | ".join(fmt(m[n]["precision_at_1"]) for n in FOCUS) + " |")
+    if args.compare_src:
+        for mode in args.modes.split(","):
+            new, old = runs[mode], runs[f"{mode}, {args.compare_src}"]
+            lines += ["", f"{mode}: this code {new['wall_s']:.1f} s, {args.compare_src} {old['wall_s']:.1f} s "
+                          f"(ratio old/new {old['wall_s'] / new['wall_s']:.2f}×)."]
     if "sequential" in runs and "concurrent" in runs:
         s, c = runs["sequential"], runs["concurrent"]
         lines += ["", f"Concurrent speed-up: {s['wall_s'] / c['wall_s']:.2f}× "

@@ -54,6 +54,12 @@ CASES: dict[str, Case] = {c.name: c for c in (
          parts=SMILE_PARTS, within=True),
     Case("rare-gray", "Smiling", SMILE_PARTS, rares=("Gray_Hair=0.02",), parts=("hair",),
          word="gray", kind="rare"),
+    # issue 8: hair presence / hair size next to (not touching) the causal lips: a bias, not
+    # expected evidence (the independent generator only: Bald / Long_Hair columns)
+    Case("smiling-bald", "Smiling", SMILE_PARTS, plants=("Smiling:Bald=0.9",), parts=("hair",),
+         word="presence"),
+    Case("young-longhair", "Young", SMILE_PARTS, plants=("Young:Long_Hair=0.9",), parts=("hair",),
+         word="size"),
     # every label of the planted cases at once, each with its causal parts declared
     Case("control", "Smiling", SMILE_PARTS + ("eye_g", "hat"), kind="control",
          extra_labels=("Eyeglasses", "Wearing_Hat")),

@@ -76,7 +76,12 @@ MARGINALS: dict[str, float] = {
     "Male": 0.42, "Smiling": 0.48, "Eyeglasses": 0.22, "Wearing_Hat": 0.25,
     "Wearing_Earrings": 0.2, "Wearing_Necklace": 0.14, "Young": 0.78,
 }
-COLUMNS = (*BINARY, *HAIR_PALETTE, *CLOTH_PALETTE)
+#: hair presence and hair size, for plants of those kinds (issue 8): a column exists only in
+#: a dataset whose plants or rares name it, drawn from its own stream, so every dataset
+#: without them is drawn exactly as before. Bald: no hair pixels at all; Long_Hair: the
+#: long style (hair down behind the shoulders: about twice the hair area), else never long.
+EXTRA_MARGINALS: dict[str, float] = {"Bald": 0.15, "Long_Hair": 0.3}
+COLUMNS = (*BINARY, *HAIR_PALETTE, *CLOTH_PALETTE, *EXTRA_MARGINALS)
 
 _PLANT = re.compile(r"^(\w+):(\w+)=([0-9.]+)$")
 _RARE = re.compile(r"^(\w+)=([0-9.]+)$")
@@ -100,7 +105,7 @@ def _parse(plants: Sequence[str], rares: Sequence[str]) -> tuple[list[_Plant], d
         if not m or m[1] not in COLUMNS or m[2] not in COLUMNS:
             raise ValueError(f"plant {text!r}: expected LABEL:ATTR=p with names from {COLUMNS}")
         parsed.append(_Plant(m[1], m[2], float(m[3])))
-    marginals = dict(MARGINALS)
+    marginals = {**MARGINALS, **EXTRA_MARGINALS}
     for text in rares:
         m = _RARE.match(text.replace(" ", ""))
         if not m or m[1] not in COLUMNS:
@@ -134,6 +139,11 @@ def sample_labels(n: int, *, seed: int = 0, plants: Sequence[str] = (),
     rng = np.random.default_rng([seed, 7919])
     binary = {b: (rng.random(n) < marginals[b]).astype(int) for b in BINARY}
     groups = {g: _draw_group(rng, g, marginals, n) for g in GROUPS}
+    named = {p.label for p in parsed} | {p.attribute for p in parsed} | {r.split("=")[0].strip() for r in rares}
+    extra_rng = np.random.default_rng([seed, 7919, 1])
+    for name in EXTRA_MARGINALS:
+        if name in named:
+            binary[name] = (extra_rng.random(n) < marginals[name]).astype(int)
     # a plant whose label is itself planted must be applied after that one
     order = sorted(parsed, key=lambda p: any(q.attribute == p.label for q in parsed))
     for plant in order:
@@ -160,10 +170,11 @@ def sample_labels(n: int, *, seed: int = 0, plants: Sequence[str] = (),
 class _Canvas:
     """An RGB picture and its label map painted together, back to front."""
 
-    def __init__(self, size: int, background: np.ndarray) -> None:
+    def __init__(self, size: int, background: np.ndarray, *, bald: bool = False) -> None:
         self.size = size
         self.rgb = background
         self.lab = np.zeros((size, size), np.uint8)
+        self.bald = bald
 
     def px(self, pts) -> np.ndarray:
         return np.round(np.asarray(pts, np.float64) * self.size).astype(np.int32).reshape(-1, 1, 2)
@@ -175,6 +186,8 @@ class _Canvas:
 
     def fill(self, region: np.ndarray, cls: int, colour, *, texture: np.ndarray | None = None) -> None:
         c = np.asarray(colour, np.float32)
+        if cls == HAIR and self.bald:
+            return
         if texture is None:
             self.rgb[region] = c
         else:
@@ -232,7 +245,7 @@ def _background(rng, s: int) -> np.ndarray:
 def draw_face(row: dict, rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """One portrait (uint8 RGB) and its celebamask-hq label map from a label row."""
     s = size
-    cv = _Canvas(s, _background(rng, s))
+    cv = _Canvas(s, _background(rng, s), bald=bool(row.get("Bald", 0)))
     male, smiling, young = row["Male"] == 1, row["Smiling"] == 1, row["Young"] == 1
     hair_name = next(h for h in HAIR_PALETTE if row[h] == 1)
     cloth_name = next(c for c in CLOTH_PALETTE if row[c] == 1)
@@ -253,6 +266,8 @@ def draw_face(row: dict, rng: np.random.Generator, size: int = 128) -> tuple[np.
     style = rng.choice(["crop", "bob", "long", "bun", "curls"],
                        p=[0.5, 0.15, 0.05, 0.1, 0.2] if male else [0.08, 0.3, 0.35, 0.12, 0.15])
     hair_back = rng.uniform(0.02, 0.05)
+    if "Long_Hair" in row:  # a hair-size plant decides the style (the draw above keeps the stream)
+        style = "long" if row["Long_Hair"] else ("bob" if style == "long" else style)
     if style == "long":  # long hair falls behind the shoulders
         cv.poly([(cx - a - 0.05, cy - 0.05), (cx + a + 0.05, cy - 0.05), (cx + a + 0.09, top + 0.16),
                  (cx - a - 0.09, top + 0.16)], HAIR, hair_c, texture=hair_tex)

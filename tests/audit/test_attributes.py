@@ -2,9 +2,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from biasaudit.audit import build_attributes, mask_attributes, node_confounding, overlap_confounding
-from biasaudit.audit.attributes import choose_k
+from biasaudit.audit import (
+    build_attributes,
+    mask_attributes,
+    mask_contacts,
+    node_confounding,
+    occlusion_confounding,
+)
+from biasaudit.audit.attributes import choose_k, name_clusters
+from biasaudit.core.schema import Schema
 
 
 def _segments(n=120, seed=0):
@@ -49,13 +57,56 @@ def test_choose_k_prefers_true_number_of_blobs():
     assert k == 3 and max(scores, key=scores.get) == 3
 
 
-def test_overlap_confounding_only_for_overlapping_parts():
-    seg = pd.DataFrame({
-        "image": ["a"] * 3 + ["b"] * 3, "part": ["hair", "hat", "cloth"] * 2, "present": True,
-        "bbox_x0": [0, 0, 0] * 2, "bbox_y0": [0, 0, 90] * 2, "bbox_x1": [100, 100, 100] * 2,
-        "bbox_y1": [50, 20, 128] * 2,
-    })
-    parts = overlap_confounding(seg, {"hat"})
-    assert set(parts) == {"hair"}
+SCHEMA = Schema("toy", {0: "background", 1: "skin", 2: "hair", 3: "hat", 4: "mouth", 5: "cloth"})
+
+
+def _portrait() -> np.ndarray:
+    """Long hair framing a face: the hair's box contains the mouth's box, yet only skin
+    touches the mouth; a hat sits on the hair; cloth below, touching nothing causal."""
+    lm = np.zeros((64, 64), np.uint8)
+    lm[8:56, 8:56] = 2  # long hair: its box holds the whole face
+    lm[16:48, 18:46] = 1  # the face (skin) inside the hair
+    lm[38:42, 26:38] = 4  # the mouth, surrounded by skin
+    lm[2:12, 10:54] = 3  # a hat over the hair's top
+    lm[58:64, 10:54] = 5
+    return lm
+
+
+@pytest.mark.parametrize("causal, routed", [
+    ({"hat"}, {"hair"}),  # the hat touches the hair: its geometry follows the hat
+    ({"mouth"}, {"skin"}),  # the skin surrounds the mouth
+    ({"hat", "mouth"}, {"hair", "skin"}),
+])
+def test_occlusion_follows_pixel_contact_not_boxes(causal, routed):
+    lm = _portrait()
+    contacts = pd.concat([mask_contacts(lm, SCHEMA, causal=causal, image_id=f"{i}") for i in range(3)])
+    parts = occlusion_confounding(contacts, causal)
+    # hair's box contains the mouth's box, but no hair pixel touches the mouth: not routed
+    assert set(parts) == routed
+    assert "cloth" not in parts
     nodes = node_confounding({"hair+hat": ("hair", "hat"), "cloth": ("cloth",)}, parts)
-    assert "hair+hat" in nodes and "cloth" not in nodes
+    assert ("hair+hat" in nodes) == ("hair" in routed) and "cloth" not in nodes
+
+
+def test_occlusion_needs_contact_in_enough_images():
+    lm = _portrait()
+    apart = lm.copy()
+    apart[apart == 3] = 0
+    apart[0:2, 10:54] = 3  # a hat floating above the hair, two rows away
+    frames = [mask_contacts(lm if i == 0 else apart, SCHEMA, causal={"hat"}, image_id=str(i)) for i in range(10)]
+    contacts = pd.concat(frames)
+    assert occlusion_confounding(contacts, {"hat"}) == {}  # 1 image in 10 < MIN_SHARE
+    assert set(occlusion_confounding(contacts, {"hat"}, min_share=0.1)) == {"hair"}
+
+
+def test_cluster_names_are_words_never_numbers():
+    same = {"colour": "black", "presence": 1.0}
+    names = name_clusters({0: {**same, "z": {"lightness": 1.1, "area": 0.1}},
+                           1: {**same, "z": {"lightness": -1.0, "area": 0.0}},
+                           2: {**same, "z": {"lightness": 0.0, "area": 1.5}},
+                           3: {"colour": "", "presence": 0.2, "z": {}}}, "brows")
+    assert names == {0: "light brows", 1: "dark brows", 2: "large brows", 3: "mostly no brows"}
+    # clusters that differ only by degree are compared, not numbered
+    alike = name_clusters({c: {**same, "z": {"lightness": 0.1 * c}} for c in range(3)}, "hair")
+    assert sorted(alike.values()) == ["darkest black hair", "lightest black hair", "mid-tone black hair"]
+    assert not any("#" in n or "group" in n for n in alike.values())

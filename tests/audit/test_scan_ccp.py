@@ -7,13 +7,17 @@ dress-and-sunglasses photo and few of the mixed cells makes P(sunglasses | dress
 must flag ``sunglasses``; a random subset of the same size must not.
 
 Subsets are folders in the native layout under tmp_path whose ``images/`` and ``masks/``
-entries are symlinks to the CCP photos and label maps (nothing is copied into the repo),
-with ``labels.csv`` from the CCP adapter's ``present_labels.csv`` columns.
+entries are hard links to the CCP photos and label maps, or copies where the temporary
+folder is on another file system (nothing is copied into the repo), with ``labels.csv``
+from the CCP adapter's ``present_labels.csv`` columns. Not symlinks: a dataset's symlink
+out of DATA is never followed (issue 8), it is a manifest error.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +43,23 @@ def ccp_labels(ccp_dir) -> pd.DataFrame:
 
 
 def write_subset(ccp_dir: Path, labels: pd.DataFrame, ids: list[str], out: Path) -> Path:
-    """A native-layout dataset of ``ids`` whose files are symlinks into ``ccp_dir``."""
+    """A native-layout dataset of ``ids`` whose files are hard links into ``ccp_dir`` (or copies)."""
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
     for image_id in ids:
         stem = Path(image_id).stem
-        (out / "images" / image_id).symlink_to((ccp_dir / "photos" / image_id).resolve())
-        (out / "masks" / f"{stem}.png").symlink_to((ccp_dir / "labels_png" / f"{stem}.png").resolve())
+        _link(ccp_dir / "photos" / image_id, out / "images" / image_id)
+        _link(ccp_dir / "labels_png" / f"{stem}.png", out / "masks" / f"{stem}.png")
     labels.loc[ids].rename_axis("image").reset_index().to_csv(out / "labels.csv", index=False)
     (out / "schema.json").write_text(json.dumps(get_schema("ccp").to_dict()), "utf-8")
     return out
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source.resolve(), target)
+    except OSError:  # another file system: a copy (the photos are small)
+        shutil.copyfile(source, target)
 
 
 def biased_ids(labels: pd.DataFrame, *, seed: int = 0) -> list[str]:
@@ -87,7 +98,10 @@ def test_biased_subset_is_what_the_test_claims(ccp_labels):
 
 
 def test_scan_flags_sunglasses_on_the_biased_subset_only(ccp_dir, ccp_labels, tmp_path):
+    from biasaudit.data.testing import tree_hashes
+
     biased = write_subset(ccp_dir, ccp_labels, biased_ids(ccp_labels), tmp_path / "biased")
+    before = tree_hashes(biased)
     result = _scan(biased, tmp_path / "ws-biased")
     assert result.n_images == M and result.n_errors == 0
     hits = _sunglasses(result.findings, flagged=True)
@@ -101,9 +115,9 @@ def test_scan_flags_sunglasses_on_the_biased_subset_only(ccp_dir, ccp_labels, tm
     control = _scan(random, tmp_path / "ws-random")
     assert control.n_images == M
     assert _sunglasses(control.findings, flagged=True) == []
-    # the input folders were only read: still just the symlinks and the two files we wrote
+    # the input folders were only read
     assert sorted(p.name for p in biased.iterdir()) == ["images", "labels.csv", "masks", "schema.json"]
-    assert all(p.is_symlink() for p in (biased / "images").iterdir())
+    assert tree_hashes(biased) == before
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_explain_errors_are_clean(workspace, tmp_path):
     a = _ids(workspace)[0]
     result = CliRunner().invoke(main, ["explain", a, "nope.png", "--workspace", str(workspace)])
     assert result.exit_code == 1
-    assert "Image 'nope.png' is not a usable image" in result.output and "Traceback" not in result.output
+    assert "'nope.png' is neither an image id" in result.output and "Traceback" not in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(main, ["explain", a, a, "--workspace", str(empty)])
@@ -100,3 +100,91 @@ def test_fit_needs_a_known_label_column(workspace):
         fit_heml_workspace(workspace, supervision="label:Happy", recipe=RECIPE, device="cpu")
     with pytest.raises(ValidationError, match="'self' or 'label:<column>'"):
         parse_supervision("labels")
+
+
+def test_explain_prints_both_whole_image_distances(workspace):
+    a, b = _ids(workspace)[:2]
+    result = CliRunner().invoke(main, ["explain", a, b, "--workspace", str(workspace), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "whole image, root embedding:" in result.output and "whole image, metric tree:" in result.output
+    doc = json.loads(CliRunner().invoke(main, ["explain", a, b, "--workspace", str(workspace), "--json",
+                                               "--device", "cpu"]).output)
+    present = [n for n in doc["nodes"] if n["snr_distance"] is not None]
+    weights = doc["tree_weights"]
+    expected = sum(weights[n["node"]] * n["snr_distance"] for n in present) / sum(weights[n["node"]] for n in present)
+    assert doc["tree_distance"] == pytest.approx(expected, abs=1e-5)
+    assert doc["root_distance"] == doc["nodes"][0]["snr_distance"]
+
+
+def test_explain_accepts_dataset_paths_and_new_images_with_masks(workspace, tmp_path):
+    import shutil
+
+    data = workspace.parent / "data"
+    a, b = _ids(workspace)[:2]
+    by_id = json.loads(CliRunner().invoke(main, ["explain", a, b, "--workspace", str(workspace), "--json",
+                                                 "--device", "cpu"]).output)
+    # the same pair given as a path inside the dataset
+    by_path = CliRunner().invoke(main, ["explain", str(data / "images" / a), b, "--workspace", str(workspace),
+                                        "--json", "--device", "cpu"])
+    assert by_path.exit_code == 0, by_path.output
+    assert json.loads(by_path.output)["nodes"] == by_id["nodes"]
+    # a new image (a copy outside the dataset) needs its mask on a masks workspace
+    new_img, new_mask = tmp_path / "new.png", tmp_path / "new_mask.png"
+    shutil.copy(data / "images" / b, new_img)
+    shutil.copy(data / "masks" / b, new_mask)
+    refused = CliRunner().invoke(main, ["explain", a, str(new_img), "--workspace", str(workspace), "--device", "cpu"])
+    assert refused.exit_code == 1 and "--mask" in refused.output and "Traceback" not in refused.output
+    new = CliRunner().invoke(main, ["explain", a, str(new_img), "--mask", str(new_mask), "--workspace",
+                                    str(workspace), "--json", "--device", "cpu"])
+    assert new.exit_code == 0, new.output
+    got = {n["node"]: n["snr_distance"] for n in json.loads(new.output)["nodes"]}
+    want = {n["node"]: n["snr_distance"] for n in by_id["nodes"]}
+    assert got == pytest.approx(want, abs=1e-4)
+    two = CliRunner().invoke(main, ["explain", a, str(new_img), "--mask", str(new_mask), "--mask", str(new_mask),
+                                    "--workspace", str(workspace)])
+    assert two.exit_code == 2 and "one --mask per new image" in two.output
+
+
+def test_explain_out_refuses_to_write_into_the_dataset(workspace):
+    data = workspace.parent / "data"
+    a = _ids(workspace)[0]
+    before = sorted(p.name for p in data.rglob("*"))
+    result = CliRunner().invoke(main, ["explain", a, a, "--workspace", str(workspace), "--out",
+                                       str(data / "images" / "tree.png"), "--device", "cpu"])
+    assert result.exit_code == 2 and "inside the dataset folder" in result.output
+    assert sorted(p.name for p in data.rglob("*")) == before
+
+
+def test_new_images_are_segmented_with_the_workspace_model(tmp_path):
+    """A workspace segmented by a model (a tiny random SegFormer): a new image needs no mask."""
+    import shutil
+
+    from biasaudit.core.errors import ValidationError
+    from biasaudit.core.schema import get_schema
+    from biasaudit.data.synth import SynthFacesConfig, write_synthfaces
+    from biasaudit.heml.workspace import explain_workspace, fit_heml_workspace
+    from biasaudit.segment import segment_dataset
+    from biasaudit.segment.testing import build_tiny_segformer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_tiny_segformer(tmp_path / "segformer", dict(get_schema("celebamask-hq").classes))
+        data = write_synthfaces(tmp_path / "data", SynthFacesConfig(n=12, seed=4, size=64))
+        shutil.rmtree(data / "masks")
+        ws = tmp_path / "ws"
+        segment_dataset(data, ws, segmenter=f"segformer:{model}", schema="celebamask-hq", device="cpu")
+        everything = {"schema": "celebamask-hq", "defaults": {"resolution": 16, "epochs": 1, "trunk": "small-cnn:4"},
+                      "tree": {"name": "image", "children": [
+                          {"name": "a", "parts": [p for p in get_schema("celebamask-hq").part_names[:9]]},
+                          {"name": "b", "parts": [p for p in get_schema("celebamask-hq").part_names[9:]]}]}}
+        fit_heml_workspace(ws, supervision="self", recipe=everything, image_size=64, device="cpu")
+        new = tmp_path / "elsewhere.png"
+        shutil.copy(data / "images" / "00001.png", new)
+        by_id = explain_workspace(ws, "00000.png", "00001.png", device="cpu")
+        by_new = explain_workspace(ws, "00000.png", str(new), device="cpu")
+        assert by_new.to_dict()["nodes"] == by_id.to_dict()["nodes"]
+        with pytest.raises(ValidationError, match="drop --mask"):
+            explain_workspace(ws, "00000.png", str(new), mask_b=new, device="cpu")
+    finally:
+        torch.set_num_threads(threads)

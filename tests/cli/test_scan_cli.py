@@ -58,8 +58,10 @@ def test_findings_json_follows_the_design_schema(first_scan):
     assert doc["dataset"] == {"n_images": 200, "n_errors": 0}
     assert isinstance(doc["findings"], list) and doc["findings"]
     for i, record in enumerate(doc["findings"], start=1):
-        assert set(record) == {"rank", "kind", "segment", "attribute", "label", "severity", "summary",
-                               "evidence"}
+        assert set(record) == {"rank", "kind", "segment", "parts", "attribute", "label", "severity",
+                               "summary", "evidence"}
+        # a leaf node covers exactly its own schema part (no HEML here: every node is a leaf)
+        assert record["parts"] == [record["segment"]]
         assert record["rank"] == i
         assert record["kind"] in KINDS
         assert isinstance(record["segment"], str) and record["segment"]
@@ -78,8 +80,12 @@ def test_findings_json_follows_the_design_schema(first_scan):
     assert isinstance(top["evidence"]["cells"], list) and top["evidence"]["cells"]
     # declared causal parts are reported apart, each with the reason
     for record in doc["expected_evidence"]:
-        assert set(record["segment"].split("+")) & {"mouth", "u_lip", "l_lip"}
-        assert record["expected_reason"]
+        assert record["routed_because"] == record["expected_reason"]
+        on_causal = set(record["parts"]) & {"mouth", "u_lip", "l_lip"}
+        # either on a causal part, or the size/shape of a part the lips border (pixel contact)
+        assert on_causal or (record["evidence"]["attribute_kind"] in ("size", "shape")
+                             and "borders it" in record["routed_because"]), record
+    assert doc["tested"] is True and "two groups" in doc["ranking"]
 
 
 def test_same_seed_gives_identical_findings_and_rerun_resumes(first_scan, faces, runner, tmp_path):
@@ -116,3 +122,67 @@ def test_unknown_causal_part_is_a_clean_error_naming_the_parts(faces, runner, tm
     assert "--causal lips" in result.output
     for part in ("mouth", "u_lip", "l_lip", "hair"):
         assert part in result.output
+
+
+# ---- issue 8 ------------------------------------------------------------------------------
+@pytest.fixture()
+def small_faces(runner, tmp_path) -> Path:
+    out = tmp_path / "small"
+    result = runner.invoke(main, ["-q", "synth", "faces", "--n", "40", "--seed", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_a_scan_that_tested_nothing_says_why_and_exits_1(small_faces, runner, tmp_path):
+    import pandas as pd
+
+    labels = pd.read_csv(small_faces / "labels.csv")
+    labels["Smiling"] = 1  # one value: there is nothing to compare
+    labels.to_csv(small_faces / "labels.csv", index=False)
+    ws = tmp_path / "ws"
+    result = runner.invoke(main, ["scan", str(small_faces), "--out", str(ws), *SCAN])
+    assert result.exit_code == 1, result.output
+    assert "Nothing was tested against the labels" in result.output
+    assert "--label Smiling has only '1'" in result.output
+    assert "No finding passed" not in result.output
+    doc = json.loads((ws / "findings.json").read_text("utf-8"))
+    assert doc["tested"] is False and "only '1'" in doc["not_tested_because"]
+
+
+def test_options_are_checked_before_anything_is_segmented(faces, runner, tmp_path):
+    for bad in (["--label", "Smilling"], ["--label", "Smiling", "--causal", "lips"],
+                ["--label", "Smiling", "--sensitive", "Gender"]):
+        ws = tmp_path / "-".join(bad).strip("-")
+        result = runner.invoke(main, ["scan", str(faces), "--out", str(ws), "--no-heml", *bad])
+        assert result.exit_code == 1 and bad[-1] in result.output, result.output
+        assert not (ws / "segments.parquet").exists() and not (ws / "manifest.parquet").exists()
+
+
+def test_failed_images_are_listed_with_their_reasons(small_faces, runner, tmp_path):
+    (small_faces / "images" / "00003.png").write_bytes(b"not a png at all")
+    result = runner.invoke(main, ["-q", "scan", str(small_faces), "--out", str(tmp_path / "ws"), *SCAN])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) could not be used" in result.output
+    line = next(x for x in result.output.splitlines() if x.strip().startswith("00003.png:"))
+    assert "not readable" in line
+
+
+def test_reference_file_judges_shares_and_names_unseen_values(faces, runner, tmp_path):
+    ref = tmp_path / "shares.csv"
+    ref.write_text("attribute,value,share\nhair colour,green,0.1\n", "utf-8")
+    ws = tmp_path / "ws"
+    result = runner.invoke(main, ["-q", "scan", str(faces), "--out", str(ws), *SCAN, "--reference", str(ref)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((ws / "findings.json").read_text("utf-8"))
+    green = [f for f in doc["findings"] if f["attribute"] == "hair colour: green"]
+    assert green and green[0]["evidence"]["basis"] == "reference" and green[0]["evidence"]["observed"] == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("attribute,value,share\nhair colour,green,1.5\n", "utf-8")
+    result = runner.invoke(main, ["scan", str(faces), "--out", str(tmp_path / "ws2"), *SCAN, "--reference", str(bad)])
+    assert result.exit_code == 1 and "outside (0, 1]" in result.output and "line 2" in result.output
+
+
+def test_help_documents_the_ranking(runner):
+    result = runner.invoke(main, ["scan", "--help"])
+    assert "How findings are ranked" in result.output and "even share" in result.output
+    assert "--reference" in result.output

@@ -29,6 +29,24 @@ def test_scan_with_concurrent_heml_writes_models_embeddings_and_explains(tmp_pat
     config = json.loads((ws / "config.json").read_text())
     assert config["scan"]["concurrent"] is True
 
+    # the findings themselves: the planted blond bias leads, found among HEML's findings too
+    doc = json.loads((ws / "findings.json").read_text())
+    top = doc["findings"][0]
+    assert (top["kind"], top["segment"], top["label"]) == ("association", "hair", "Smiling")
+    assert "blond" in top["attribute"] and top["severity"] >= 0.5
+    heml_kinds = {f["evidence"]["attribute_kind"] for f in doc["findings"] + doc["expected_evidence"]}
+    assert heml_kinds & {"embedding", "cluster_name"}, heml_kinds  # the embeddings were audited
+    for f in doc["findings"] + doc["expected_evidence"]:
+        assert f["parts"] and set(f["parts"]) <= set(tree["schema"]["classes"].values())
+        if f["kind"] == "shortcut":
+            assert f["evidence"]["test"].startswith("label permutation")
+    # an internal node's parts are the schema parts under it, and a node covering a causal
+    # part is expected evidence, never a finding
+    smile = {"mouth", "u_lip", "l_lip"}
+    assert not any(set(f["parts"]) & smile for f in doc["findings"])
+    clusters = doc["settings"]["clusters"]
+    assert clusters and not any("#" in c["name"] or "group" in c["name"] for c in clusters)
+
     explained = runner.invoke(main, ["explain", "00000.png", "00001.png", "--workspace", str(ws),
                                      "--json", "--device", "cpu"])
     assert explained.exit_code == 0, explained.output

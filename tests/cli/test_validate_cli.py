@@ -110,14 +110,22 @@ def test_forced_layout(tmp_path):
 def test_notes_not_tied_to_an_image_are_listed(tmp_path):
     from biasaudit.data.testing import write_celebamask_hq
 
-    base = write_celebamask_hq(tmp_path / "celeba", n=2, size=16)
+    base = write_celebamask_hq(tmp_path / "celeba", n=3, size=16)
     (base / "CelebA-HQ-img" / "1.jpg").unlink()
     for p in base.rglob("00001_*.png"):
         p.unlink()
     result = run(tmp_path / "celeba")
     assert result.exit_code == 0, result.output
     assert "Notes (1):" in result.output
-    assert "CelebAMask-HQ-attribute-anno.txt: lists 1 images that are not in this copy (1.jpg)" in result.output
+    # one image: singular grammar throughout the sentence
+    assert ("CelebAMask-HQ-attribute-anno.txt: lists 1 image that is not in this copy (1.jpg); its row is "
+            "ignored") in result.output
+    (base / "CelebA-HQ-img" / "2.jpg").unlink()
+    for p in base.rglob("00002_*.png"):
+        p.unlink()
+    result = run(tmp_path / "celeba")
+    assert ("CelebAMask-HQ-attribute-anno.txt: lists 2 images that are not in this copy (1.jpg, 2.jpg); their "
+            "rows are ignored") in result.output
 
 
 def test_real_process_no_traceback_even_on_a_latin1_terminal(bad, tmp_path):

@@ -236,7 +236,7 @@ def test_partial_celebamask_copy_gives_one_note_not_an_error_per_row(tmp_path):
     m = validate_dataset(open_dataset(tmp_path))
     assert (m.n_images, m.n_ok, m.n_errors) == (2, 2, 0)
     notes = [p for p in m.problems if p.image_id == "CelebAMask-HQ-attribute-anno.txt"]
-    assert len(notes) == 1 and "lists 1 images that are not in this copy (2.jpg)" in notes[0].message
+    assert len(notes) == 1 and "lists 1 image that is not in this copy (2.jpg)" in notes[0].message
 
 
 def test_ade20k_without_json_warns_and_maps_to_background(tmp_path):

@@ -159,3 +159,37 @@ def test_control_characters_in_names_are_errors_shown_escaped(tmp_path):
     t = validate_dataset(open_dataset(tmp_path)).table.set_index("path")
     assert "control characters" in t.loc["images/a\\nb.png", "error"]
     assert t.loc["images/ok.png", "status"] == "ok"
+
+
+def test_symlinked_files_get_a_reason_and_are_never_followed_out_of_the_dataset(tmp_path):
+    import json
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    Image.fromarray(gradient(16, 12)).save(outside / "private.png")
+    Image.fromarray(label_map(16, 12)).save(outside / "private_mask.png")
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(gradient(16, 12)).save(root / "images" / name)
+        Image.fromarray(label_map(16, 12)).save(root / "masks" / name)
+    (root / "images" / "out.png").symlink_to(outside / "private.png")  # image outside DATA
+    (root / "masks" / "out.png").symlink_to(root / "masks" / "a.png")
+    (root / "images" / "inside.png").symlink_to(root / "images" / "a.png")  # image inside DATA
+    (root / "masks" / "inside.png").symlink_to(root / "masks" / "a.png")
+    (root / "images" / "maskout.png").symlink_to(root / "images" / "b.png")
+    (root / "masks" / "maskout.png").symlink_to(outside / "private_mask.png")  # mask outside DATA
+    (root / "images" / "broken.png").symlink_to(tmp_path / "gone.png")
+    Image.fromarray(label_map(16, 12)).save(root / "masks" / "broken.png")
+    (root / "schema.json").write_text(json.dumps({"name": "toy", "classes": {"0": "background", "1": "skin",
+                                                                              "13": "hair"}}))
+    t = validate_dataset(open_dataset(root), workers=1).table.set_index("image")
+    assert (t.loc[["a.png", "b.png", "c.png"], "status"] == "ok").all()
+    for name in ("out.png", "maskout.png"):
+        assert t.loc[name, "status"] == "error" and "outside the dataset" in t.loc[name, "error"]
+        assert t.loc[name, "sha256"] == ""  # not even hashed: nothing outside DATA is read
+    assert t.loc["broken.png", "status"] == "error" and "does not exist" in t.loc["broken.png", "error"]
+    # a link inside DATA is usable, with a note saying where it points
+    assert t.loc["inside.png", "status"] == "ok"
+    assert "symbolic link to images/a.png inside the dataset" in t.loc["inside.png", "warning"]

@@ -9,6 +9,7 @@ from heml_fixtures import TREE, make_faces
 
 from biasaudit.core.errors import NotFittedError, ValidationError
 from biasaudit.heml import HEML, average_state_dicts, load_recipe
+from biasaudit.heml.estimator import OWN_SHARE
 from biasaudit.heml.losses import build_loss
 from biasaudit.heml.training import resolve_device, train_modules
 from biasaudit.heml.trunks import build_node_model
@@ -31,13 +32,22 @@ def test_parent_starts_from_area_weighted_average_of_children(faces):
     images, maps, y = faces
     recipe = {**TREE, "tree": {"name": "hair+ear", "epochs": 0, "children": [
         {"name": "hair", "parts": ["hair"]}, {"name": "ear", "parts": ["l_ear"]}]}}
-    heml = HEML(tree=load_recipe(recipe), device="cpu").fit(images, maps, y)
+    heml = HEML(tree=load_recipe(recipe), device="cpu", fusion_init="area").fit(images, maps, y)
     # hair covers 8×32 of 32×32 pixels, the ear 8×4 where present: area weights 0.25 : 0.03125
     w_hair, w_ear = 0.25 / 0.28125, 0.03125 / 0.28125
     assert heml.metrics_["hair+ear"]["init"]["weights"] == pytest.approx([w_hair, w_ear])
     hair, ear, parent = (heml.models_[n].state_dict() for n in ("hair", "ear", "hair+ear"))
     for key in parent:
+        if key.startswith("fusion."):
+            continue
         torch.testing.assert_close(parent[key], w_hair * hair[key] + w_ear * ear[key])
+    # with fusion_init="area" the fusion starts as the area-weighted sum of [own, hair, ear] blocks
+    own = OWN_SHARE
+    d = heml.models_["hair"].embedding_dim
+    eye = torch.eye(d)
+    expected = torch.cat([own * eye, (1 - own) * w_hair * eye, (1 - own) * w_ear * eye], dim=1)
+    torch.testing.assert_close(parent["fusion.weight"], expected)
+    assert heml.metrics_["hair+ear"]["init"]["fusion_start"]["own"] == pytest.approx(own)
 
 
 @pytest.mark.parametrize("how", ["equal", "p_at_1"])

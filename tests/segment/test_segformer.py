@@ -5,7 +5,7 @@ import pytest
 
 from biasaudit.core.errors import ValidationError
 from biasaudit.core.schema import get_schema
-from biasaudit.segment import SegmentFailure, make_segmenter
+from biasaudit.segment import make_segmenter
 from biasaudit.segment.segformer import SegformerSegmenter
 
 FACE = get_schema("celebamask-hq")
@@ -88,5 +88,15 @@ def test_cuda_without_gpu_is_an_error(tiny_segformer):
         make_segmenter(f"segformer:{tiny_segformer}", schema=FACE, device="cuda")
 
 
-def test_failure_value_is_a_message():
-    assert SegmentFailure("x").message == "x"
+def test_pickled_weights_are_refused_safetensors_only(tiny_segformer, tmp_path):
+    # a pytorch_model.bin is a pickle, which can run code when loaded: only safetensors load
+    import torch
+
+    first = make_segmenter(f"segformer:{tiny_segformer}", schema=FACE, device="cpu")
+    (tmp_path / "pickled").mkdir()
+    first.model.config.save_pretrained(tmp_path / "pickled")
+    first.processor.save_pretrained(tmp_path / "pickled")
+    torch.save(first.model.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    assert not list((tmp_path / "pickled").glob("*.safetensors"))
+    with pytest.raises(ValidationError, match="segformer:"):
+        make_segmenter(f"segformer:{tmp_path / 'pickled'}", schema=FACE, device="cpu")

@@ -1,8 +1,12 @@
 """``association``: is a part-level attribute independent of a label or sensitive column?
 
-For every (node, attribute, target): chi-square test of independence on the images where
-the attribute is defined (colour, size and shape only where the part is present), values
-seen in fewer than ``support_floor`` images left out. Effect size Cramér's V with a
+For every (node, attribute, target): a test of independence on the images where the
+attribute is defined (colour, size and shape only where the part is present), values
+seen in fewer than ``support_floor`` images left out (their rarity is the
+under-representation finder's subject). The test is chi-square where every expected
+count is at least 5, else Fisher's exact test (2×2) or a seeded Monte Carlo permutation
+p-value (``stats.association_test``): label and sensitive columns are not filtered, so
+a 1%-class label makes sparse tables. Effect size Cramér's V with a
 bootstrap interval (computed for tests with p < alpha only: BH cannot make the others
 discoveries). The finding names the attribute value whose cell departs most from
 independence, and lists the deficit cells ("Smiling=0 & blond: 48 seen, 412 expected").
@@ -58,12 +62,13 @@ class AssociationFinder(Finder):
         counts = values.value_counts()
         supported = counts[counts >= inputs.support_floor(len(values))].index
         mask = values.isin(supported)
+        per_image = values[mask]
         values, labels = values[mask].to_numpy(), labels[mask].to_numpy()
         if len(np.unique(values)) < 2 or len(np.unique(labels)) < 2:
             return None
         table = stats.contingency(values, labels)
         obs = table.to_numpy(dtype=float)
-        chi2, p, dof = stats.chi_square(obs)
+        chi2, p, dof, test = stats.association_test(obs, seed=inputs.seed)
         v = stats.cramers_v(obs)
         expected = stats.expected_counts(obs)
         resid = stats.adjusted_residuals(obs)
@@ -86,7 +91,7 @@ class AssociationFinder(Finder):
                 "std_residual": round(float(resid[r, c]), 2),
             })
         evidence = {
-            "test": "chi-square", "chi2": round(chi2, 3), "dof": dof, "n": int(obs.sum()),
+            "test": test, "chi2": round(chi2, 3), "dof": dof, "n": int(obs.sum()),
             "cramers_v": round(v, 4),
             "table": {str(k): {str(c): int(x) for c, x in row.items()}
                       for k, row in table.iterrows()},
@@ -106,4 +111,5 @@ class AssociationFinder(Finder):
             kind="association", segment=node, attribute=f"{node} {title}: {value}",
             label=column, effect=v, p_value=p, summary=summary + ".",
             evidence={**evidence, "attribute_kind": attribute, "value": value},
+            values=per_image,
         )

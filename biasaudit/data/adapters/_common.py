@@ -240,7 +240,9 @@ def attach_labels(
         # Official metadata files cover the whole dataset; a partial copy is normal, so one note.
         shown = ", ".join(unmatched[:3]) + (" …" if len(unmatched) > 3 else "")
         problems.append(Problem(source, source, (
-            f"lists {len(unmatched)} images that are not in this copy ({shown}); their rows are ignored"
+            f"lists {len(unmatched)} image{'s' if len(unmatched) != 1 else ''} that "
+            f"{'are' if len(unmatched) != 1 else 'is'} not in this copy ({shown}); "
+            f"{'their rows are' if len(unmatched) != 1 else 'its row is'} ignored"
         ), fatal=False))
     labels = pd.DataFrame.from_dict(rows, orient="index", columns=label_cols)
     labels.index.name = "image"

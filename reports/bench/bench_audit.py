@@ -93,16 +93,22 @@ def null(n: int, seeds: int, first_seed: int, heml: bool, labels: str, log: Path
                        "n_label_tests": settings["n_label_tests"], "n_label_rejected": settings["n_label_rejected"],
                        "label_findings_off_causal": off_causal_rejected, "seconds": round(seconds, 1),
                        "rare_flagged": [f.attribute for f in result.flagged if f.kind == "under_representation"]}
-                rows.append(row)
-                click.echo(json.dumps(row))
-                if log:
-                    with open(log, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                _record(row, rows, log)
             shutil.rmtree(data, ignore_errors=True)
             shutil.rmtree(ws, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _null_summary(rows)
+
+
+def _record(row: dict, rows: list[dict], log: str | None) -> None:
+    """Keep a scan's row, print it, and append it to the JSON-lines log (a long run can be
+    summarised from the log even when it is stopped part-way)."""
+    rows.append(row)
+    click.echo(json.dumps(row))
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
 
 
 def _null_summary(rows: list[dict]) -> None:
@@ -153,11 +159,7 @@ def power(n: int, seeds: int, strengths: str, heml: bool, log: Path | None) -> N
                            "kind_hit": bool(top is not None and "hair" in top.parts
                                             and top.evidence.get("attribute_kind") == attribute_kind),
                            "seconds": round(seconds, 1)}
-                    rows.append(row)
-                    click.echo(json.dumps(row))
-                    if log:
-                        with open(log, "a", encoding="utf-8") as fh:
-                            fh.write(json.dumps(row) + "\n")
+                    _record(row, rows, log)
                 shutil.rmtree(data, ignore_errors=True)
                 shutil.rmtree(ws, ignore_errors=True)
     finally:

@@ -9,25 +9,17 @@ import torch
 
 from biasaudit.core.errors import ValidationError
 from biasaudit.evaluate.probe import bootstrap_ci, part_figures, run_probe, torchscript_model
+from biasaudit.evaluate.testing import save_blond_detector
 
 # torch.jit.script/save warn that TorchScript is deprecated; users still ship TorchScript files
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 
-class BlondDetector(torch.nn.Module):
-    """Logit high when the top 40 % of the picture holds many light-warm (blond) pixels."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top = x[:, :, : int(x.shape[2] * 0.4)]
-        r, g, b = top[:, 0], top[:, 1], top[:, 2]
-        blond = ((r > 0.7) & (g > 0.6) & (r - b > 0.2)).float().mean(dim=(1, 2))
-        return (blond - 0.04) * 200.0
-
 
 @pytest.fixture(scope="module")
 def scripted(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("ts") / "blond.pt"
-    torch.jit.script(BlondDetector()).save(str(path))
+    save_blond_detector(path)
     return str(path)
 
 

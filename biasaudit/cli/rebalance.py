@@ -35,14 +35,18 @@ import click
               help="Where --method inpaint runs (auto: a GPU when present, bf16 where supported).")
 @click.option("--tries", type=click.IntRange(min=1), default=5, show_default=True,
               help="Donors tried per sample before it is given up (each reject is counted by reason).")
+@click.option("--companions", default="auto", show_default=True, metavar="auto|none|PART,...",
+              help="Parts swapped from the same donor with PART. auto: for a colour attribute, every part "
+                   "whose colour goes with PART's (Cramér's V >= 0.5; e.g. brows drawn in the hair colour), "
+                   "so the model cannot keep the old shortcut through them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same NEW.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing NEW.")
 @click.option("--force", is_flag=True, help="Rebalance even when the scan flagged nothing on PART.")
 @click.option("--report/--no-report", "report", default=True, show_default=True,
               help="Refresh the HTML report WS/report.html (adding the repair) and print its path.")
 def rebalance(workspace: Path, target: str, out: Path, label: str | None, attribute: str | None, strategy: str,
-              method: str, budget: int | None, model: str | None, steps: int, device: str, tries: int, seed: int,
-              overwrite: bool, force: bool, report: bool) -> None:
+              method: str, budget: int | None, model: str | None, steps: int, device: str, tries: int,
+              companions: str, seed: int, overwrite: bool, force: bool, report: bool) -> None:
     """Write NEW: the dataset scanned into WS plus synthesized samples, so that the flagged
     attribute of PART no longer predicts the label.
 
@@ -62,6 +66,7 @@ def rebalance(workspace: Path, target: str, out: Path, label: str | None, attrib
 
     result = run_rebalance(workspace, target=target, out=out, label=label, attribute=attribute,
                            strategy=strategy, method=method, budget=budget, model=model, seed=seed,
+                           companions=companions,
                            overwrite=overwrite, force=force, max_tries=tries, device=device, steps=steps,
                            log=lambda msg: click.echo(msg, err=True))
     click.echo(result.summary())

@@ -34,7 +34,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -63,6 +63,10 @@ ATTRIBUTE_KINDS = {"colour": "colour", "color": "colour", "presence": "presence"
 #: a column of labels.csv whose Cramér's V with the target attribute reaches this is the
 #: attribute written as a label (Blond_Hair for hair colour): synthetic rows take the donor's
 TIED_V = 0.8
+# a part whose colour goes with the target's this strongly is a proxy the model can switch to
+# (SynthFaces paints the brows in the hair colour: V 0.79, every other part <= 0.25); it is
+# moved with the target, or a rebalanced set keeps the old shortcut in that part
+COMPANION_V = 0.5
 #: a value needs this many real images to be planned (rarer values are noise, as in the audit)
 MIN_SUPPORT = 5
 #: fewest real carriers a value needs before it can be synthesized
@@ -144,8 +148,15 @@ def run_rebalance(workspace: str | Path, *, target: str, out: str | Path, label:
                   attribute: str | None = None, strategy: str = "decorrelate", method: str = "recombine",
                   budget: int | None = None, model: str | None = None, seed: int = 0, overwrite: bool = False,
                   force: bool = False, log: Callable[[str], None] | None = None, max_tries: int = 5,
-                  device: str = "auto", steps: int = 20, closing_check: bool = True) -> RebalanceResult:
-    """Repair the association the scan in ``workspace`` found on part ``target`` into ``out``."""
+                  device: str = "auto", steps: int = 20, closing_check: bool = True,
+                  companions: str | Sequence[str] = "auto") -> RebalanceResult:
+    """Repair the association the scan in ``workspace`` found on part ``target`` into ``out``.
+
+    ``companions``: parts swapped from the same donor together with the target. ``"auto"``
+    takes, for a colour attribute and the ``recombine`` method, every part whose colour name
+    goes with the target's (Cramér's V >= :data:`COMPANION_V`): brows painted in the hair
+    colour would otherwise keep the old shortcut. ``"none"``, or a list of part names.
+    """
     say = log or (lambda msg: None)
     if strategy not in STRATEGIES:
         raise ValidationError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}.")
@@ -187,9 +198,14 @@ def run_rebalance(workspace: str | Path, *, target: str, out: str | Path, label:
         raise RebalanceError(f"--label {label}: only one label value among images with a {attr_name}; "
                              f"nothing to decorrelate. Choose another --label.")
     plan = make_plan(supported, strategy=strategy, budget=budget)
+    companion_parts = _resolve_companions(scan, target, kind, method, values, companions)
     settings = {"target": target, "label": label, "attribute": attr_name, "attribute_kind": kind,
                 "strategy": strategy, "method": method, "budget": budget, "seed": seed,
                 "model": str(model) if model else None, "max_tries": max_tries}
+    if companion_parts:
+        settings["companions"] = companion_parts
+        say(f"parts moved with {target} (their colour goes with it, V >= {COMPANION_V}): "
+            + ", ".join(companion_parts))
     say(f"plan for {attr_name} × {label} ({strategy}):\n{plan.table()}")
     _check_donors(plan, values, attr_name)
     generator = _make_generator(method, model=model, device=device, steps=steps, schema=schema,
@@ -207,7 +223,7 @@ def run_rebalance(workspace: str | Path, *, target: str, out: str | Path, label:
     with _atomic(work / "rebalance.json") as tmp:  # the plan, readable while samples are made
         tmp.write_text(json.dumps({"settings": settings, "plan": plan.to_dict()}, indent=2) + "\n", "utf-8")
     records = _synthesize(jobs, scan, work, generator=generator, gate=gate, target=target, kind=kind,
-                          seed=seed, method=method)
+                          seed=seed, method=method, companions=companion_parts)
     kept = [r for r in records if r["kept"]]
     rejected = {reason: 0 for reason in REJECT_REASONS}
     for r in records:
@@ -379,6 +395,42 @@ def _association(values: pd.Series, labels: pd.Series, order) -> dict[str, Any]:
     cells = [{"attribute_value": str(v), "label_value": str(lv), "count": int(counts.loc[v, lv])}
              for v in counts.index for lv in counts.columns]
     return {"cramers_v": round(cramers_v_of(counts), 4), "chi2": round(chi2, 3), "p_value": p, "cells": cells}
+
+
+def companion_parts(scan: Scan, target: str, values: pd.Series, *, min_v: float = COMPANION_V,
+                    min_images: int = 50, max_p: float = 1e-3) -> list[str]:
+    """Parts whose colour name goes with ``values`` (the target's colour per image) with
+    Cramér's V >= ``min_v`` and a chi-square p-value below ``max_p``, over images where the
+    part is present with a named colour (V alone is inflated on a few dozen images)."""
+    seg = scan.segments
+    out = []
+    for part in sorted(set(seg["part"]) - {target}):
+        rows = seg[(seg["part"] == part) & seg["present"]].set_index("image")["colour"].astype(str)
+        joined = pd.concat([values, rows], axis=1, keys=["target", "part"], join="inner")
+        joined = joined[(joined["target"] != "") & (joined["part"] != "")]
+        if len(joined) < min_images or joined["part"].nunique() < 2 or joined["target"].nunique() < 2:
+            continue
+        table = pd.crosstab(joined["target"], joined["part"])
+        if cramers_v_of(table) >= min_v and chi_square_of(table)[1] < max_p:
+            out.append(part)
+    return out
+
+
+def _resolve_companions(scan: Scan, target: str, kind: str, method: str, values: pd.Series,
+                        companions: str | Sequence[str]) -> list[str]:
+    if isinstance(companions, str) and companions in ("auto", "none"):
+        if companions == "none" or kind != "colour" or method != "recombine":
+            return []
+        return companion_parts(scan, target, values)
+    names = [companions] if isinstance(companions, str) else list(companions)
+    names = [n.strip() for name in names for n in str(name).split(",") if n.strip()]
+    unknown = [n for n in names if n not in scan.schema.part_names or n == target]
+    if unknown:
+        raise RebalanceError(
+            f"--companions {','.join(names)}: {', '.join(unknown)} is not another part of the schema "
+            f"'{scan.schema.name}'. Expected 'auto', 'none' or parts among: {', '.join(scan.schema.part_names)}."
+        )
+    return names
 
 
 def tied_columns(labels: pd.DataFrame, values: pd.Series, *, exclude=()) -> list[str]:
@@ -667,7 +719,7 @@ def _make_generator(method: str, *, model, device: str, steps: int, schema: Sche
 
 
 def _synthesize(jobs: list[Job], scan: Scan, work: Path, *, generator, gate: _Gate, target: str, kind: str,
-                seed: int, method: str) -> list[dict]:
+                seed: int, method: str, companions: Sequence[str] = ()) -> list[dict]:
     from biasaudit.rebalance.inpaint import prompt_for
 
     schema = scan.schema
@@ -699,6 +751,10 @@ def _synthesize(jobs: list[Job], scan: Scan, work: Path, *, generator, gate: _Ga
                     swap = swap_part(base_img, base_mask, donor_img, donor_mask, part_ids=part_ids,
                                      schema=schema, seed=sample_seed)
                     image, mask, action = swap.image, swap.mask, swap.action
+                    for part in companions:  # each aligned on its own reference (brows on the face)
+                        moved = swap_part(image, mask, donor_img, donor_mask, part_ids=[schema.id_of(part)],
+                                          schema=schema, seed=sample_seed)
+                        image, mask = moved.image, moved.mask
                     if generator is not None and action != "none":
                         region = _inpaint_region(base_mask, mask, part_ids)
                         prompt = prompt_for(target, kind, job.attribute_value)

@@ -131,3 +131,51 @@ def test_heml_gate_is_used_when_the_scan_trained_heml(tmp_path):
                            strategy="equalize", force=True, attribute="presence")
     assert result.settings["heml_gate"] == "hat"
     assert result.generated + result.failed == 6
+
+
+def _segments(hair: list[str], brows: list[str], cloth: list[str]) -> pd.DataFrame:
+    rows = []
+    for i, (h, b, c) in enumerate(zip(hair, brows, cloth, strict=True)):
+        for part, colour in (("hair", h), ("l_brow", b), ("cloth", c)):
+            rows.append({"image": f"{i:03d}.png", "part": part, "present": True, "colour": colour})
+    return pd.DataFrame(rows)
+
+
+def test_companion_parts_are_the_parts_whose_colour_goes_with_the_target():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    hair = list(rng.choice(["blond", "black", "brown"], 120))
+    brows = [{"blond": "beige", "black": "black", "brown": "brown"}[h] for h in hair]  # drawn in the hair colour
+    cloth = list(rng.choice(["red", "green", "blue"], 120))
+    scan = SimpleNamespace(segments=_segments(hair, brows, cloth))
+    values = pd.Series(hair, index=[f"{i:03d}.png" for i in range(120)])
+    assert api.companion_parts(scan, "hair", values) == ["l_brow"]
+    # brows that only loosely follow the hair are no proxy
+    loose = [b if rng.random() < 0.2 else str(rng.choice(["beige", "black", "brown"])) for b in brows]
+    scan = SimpleNamespace(segments=_segments(hair, loose, cloth))
+    assert api.companion_parts(scan, "hair", values) == []
+
+
+def test_companions_are_moved_from_the_same_donor_and_named_in_rebalance_json(tmp_path):
+    root = tmp_path
+    runner = CliRunner()
+    r = runner.invoke(main, ["-q", "synth", "faces", "--n", "200", "--seed", "2", "--size", "128",
+                             "--out", str(root / "data"), "--plant", "Smiling:Blond_Hair=0.9"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["-q", "scan", str(root / "data"), "--out", str(root / "ws"), "--label", "Smiling",
+                             "--causal", "mouth,u_lip,l_lip", "--no-heml", "--no-report"])
+    assert r.exit_code == 0, r.output
+    result = run_rebalance(root / "ws", target="hair", out=root / "new", closing_check=False)
+    # SynthFaces draws the brows in the hair colour: they must travel with the hair
+    assert result.settings["companions"] == ["l_brow", "r_brow"]
+    doc = json.loads((root / "new" / "rebalance.json").read_text())
+    assert doc["settings"]["companions"] == ["l_brow", "r_brow"]
+    moved = 0
+    for s in doc["samples"][:30]:
+        new = np.asarray(Image.open(root / "new" / "masks" / s["image"]))
+        base = np.asarray(Image.open(root / "data" / "masks" / s["base"]))
+        moved += int((new == 6).sum() != (base == 6).sum() or ((new == 6) != (base == 6)).any())
+    assert moved >= 15  # l_brow (id 6) is re-pasted from the donor, not left as the base's
+    with pytest.raises(api.RebalanceError, match="not another part"):
+        run_rebalance(root / "ws", target="hair", out=root / "new2", companions="hair")

@@ -18,6 +18,7 @@ from biasaudit.data.images import (
     decode_image,
     image_size,
     read_image,
+    read_label_map,
     read_mask,
 )
 from biasaudit.data.validate import BASE_COLUMNS, Manifest, validate_dataset
@@ -40,6 +41,7 @@ __all__ = [
     "image_size",
     "open_dataset",
     "read_image",
+    "read_label_map",
     "read_mask",
     "validate_dataset",
 ]

@@ -283,6 +283,12 @@ def _open_mask_image(path: Path) -> Image.Image:
     return img
 
 
+def read_label_map(path: str | Path) -> np.ndarray:
+    """A label-map file (PNG of class ids) as an integer array, read with the same guards as
+    a dataset's masks; raises :class:`MaskReadError` naming the file."""
+    return _open_mask_array(Path(path))
+
+
 def _open_mask_array(path: Path) -> np.ndarray:
     """A stored label map as an integer array, without any colour conversion."""
     img = _open_mask_image(path)

@@ -183,12 +183,12 @@ def resolve_image(ws_root: str | Path, ref: str | Path, *, mask: str | Path | No
                 f"{path} is a new image and {ws.root} was segmented from the dataset's own masks, so "
                 f"there is no model to segment it; pass its label map with --mask (one per new image)."
             )
-        parts = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
-        if parts is None or parts.ndim != 2:
-            raise ValidationError(
-                f"--mask {mask} is not a single-channel label map (PNG of class ids); got "
-                f"{'an unreadable file' if parts is None else f'shape {parts.shape}'}."
-            )
+        from biasaudit.data import MaskReadError, read_label_map
+
+        try:
+            parts = read_label_map(mask)
+        except MaskReadError as exc:
+            raise ValidationError(f"--mask {mask}: {exc}; give a single-channel PNG of class ids.") from None
         if parts.shape != rgb.shape[:2]:
             raise ValidationError(
                 f"--mask {mask} is {parts.shape[1]}×{parts.shape[0]} but {path} is "

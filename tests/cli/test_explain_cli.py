@@ -140,6 +140,11 @@ def test_explain_accepts_dataset_paths_and_new_images_with_masks(workspace, tmp_
     got = {n["node"]: n["snr_distance"] for n in json.loads(new.output)["nodes"]}
     want = {n["node"]: n["snr_distance"] for n in by_id["nodes"]}
     assert got == pytest.approx(want, abs=1e-4)
+    bad_mask = tmp_path / "bad_mask.png"
+    bad_mask.write_bytes(b"not a png")
+    bad = CliRunner().invoke(main, ["explain", a, str(new_img), "--mask", str(bad_mask), "--workspace",
+                                    str(workspace), "--device", "cpu"])
+    assert bad.exit_code == 1 and "bad_mask.png" in bad.output and "Traceback" not in bad.output
     two = CliRunner().invoke(main, ["explain", a, str(new_img), "--mask", str(new_mask), "--mask", str(new_mask),
                                     "--workspace", str(workspace)])
     assert two.exit_code == 2 and "one --mask per new image" in two.output

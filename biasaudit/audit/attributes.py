@@ -36,31 +36,68 @@ MIN_COLOUR_AREA = 0.01
 SHAPE_NAMES = ("narrow", "medium", "wide")
 
 
-def _tertiles(values: pd.Series, names: tuple[str, str, str]) -> pd.Series:
+def _tertile_codes(values: np.ndarray) -> np.ndarray:
+    """0, 1, 2 for the lower, middle and upper third of ``values`` (1 for fewer than 3)."""
     # rank first so ties (many equal areas) still split into three near-equal groups
     if len(values) < 3:
-        return pd.Series(names[1], index=values.index)
-    ranks = values.rank(method="first")
-    return pd.qcut(ranks, 3, labels=list(names)).astype(str)
+        return np.ones(len(values), np.int8)
+    ranks = pd.Series(values).rank(method="first")
+    return pd.qcut(ranks, 3, labels=False).to_numpy(np.int8)
+
+
+def _named(codes: np.ndarray, names: tuple[str, ...], *, categorical: bool = False) -> pd.Series:
+    # codes into a small category list (then strings): no per-row Python objects on the way
+    out = pd.Series(pd.Categorical.from_codes(codes, categories=list(names)))
+    return out if categorical else out.astype(str)
+
+
+def _text(values: pd.Series, *, categorical: bool) -> pd.Series:
+    """``values`` as strings, or kept as categories (with "" among them) when asked."""
+    values = values.reset_index(drop=True)
+    if not categorical:
+        return values.fillna("").astype(str)
+    values = values if isinstance(values.dtype, pd.CategoricalDtype) else values.astype("category")
+    if "" not in values.cat.categories:
+        values = values.cat.add_categories([""])
+    return values.fillna("")
 
 
 def mask_attributes(segments: pd.DataFrame, *, min_colour_area: float = MIN_COLOUR_AREA) -> pd.DataFrame:
-    """Presence, colour, size and shape per (image, part) from a segments table."""
-    seg = segments.reset_index(drop=True)
-    out = pd.DataFrame({"image": seg["image"].astype(str), "node": seg["part"].astype(str)})
-    present = seg["present"].astype(bool)
-    out["presence"] = np.where(present, "present", "absent")
-    colour = seg["colour"].fillna("").astype(str) if "colour" in seg else pd.Series("", index=seg.index)
-    out["colour"] = np.where(present & (seg["area_frac"].astype(float) >= min_colour_area), colour, "")
-    out["size"] = ""
-    out["shape"] = ""
-    width = (seg["bbox_x1"] - seg["bbox_x0"]).astype(float)
-    height = (seg["bbox_y1"] - seg["bbox_y0"]).astype(float).replace(0, np.nan)
-    aspect = width / height
-    for _, idx in seg[present].groupby(seg.loc[present, "part"]).groups.items():
-        out.loc[idx, "size"] = _tertiles(seg.loc[idx, "area_frac"].astype(float), SIZE_NAMES)
-        out.loc[idx, "shape"] = _tertiles(aspect.loc[idx].fillna(1.0), SHAPE_NAMES)
-    return out.reset_index(drop=True)
+    """Presence, colour, size and shape per (image, part) from a segments table.
+
+    Built from integer codes per column (one array of the table's length each). When the
+    table's ``image`` column is categorical (a scan reads segments that way), every column
+    of the result is categorical too: a few bytes per row, whatever the number of images.
+    """
+    n = len(segments)
+    categorical = isinstance(segments["image"].dtype, pd.CategoricalDtype)
+    part = _text(segments["part"], categorical=categorical)
+    present = segments["present"].astype(bool).to_numpy()
+    if "colour" in segments:
+        colour = _text(segments["colour"], categorical=categorical)
+        colour = colour.where(present & (segments["area_frac"].astype(float).to_numpy() >= min_colour_area), "")
+    else:
+        colour = _named(np.zeros(n, np.int8), ("",), categorical=categorical)
+    area = segments["area_frac"].astype(float).to_numpy()
+    width = (segments["bbox_x1"] - segments["bbox_x0"]).astype(float).to_numpy()
+    height = (segments["bbox_y1"] - segments["bbox_y0"]).astype(float).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aspect = np.where(height > 0, width / np.where(height > 0, height, 1.0), np.nan)
+    size = np.zeros(n, np.int8)  # 0: "" (absent), 1 + tertile otherwise
+    shape = np.zeros(n, np.int8)
+    codes, names = (part.cat.codes.to_numpy(), part.cat.categories) if categorical else pd.factorize(part)
+    for k in range(len(names)):
+        idx = np.flatnonzero((codes == k) & present)
+        if len(idx):
+            size[idx] = 1 + _tertile_codes(area[idx])
+            shape[idx] = 1 + _tertile_codes(np.nan_to_num(aspect[idx], nan=1.0))
+    image = segments["image"].reset_index(drop=True)
+    return pd.DataFrame({
+        "image": image if categorical else image.astype(str), "node": part,
+        "presence": _named(present.astype(np.int8), ("absent", "present"), categorical=categorical),
+        "colour": colour, "size": _named(size, ("", *SIZE_NAMES), categorical=categorical),
+        "shape": _named(shape, ("", *SHAPE_NAMES), categorical=categorical),
+    })
 
 
 @dataclass(frozen=True)
@@ -132,7 +169,7 @@ def _appearance(main_rows: pd.DataFrame, measures: pd.DataFrame | None, part: st
     """Per image: lightness (L*), area and aspect of ``part`` where present, else None."""
     if measures is None or measures.empty:
         return None
-    m = measures[(measures["part"].astype(str) == part) & measures["present"].astype(bool)]
+    m = measures[(measures["part"] == part) & measures["present"].astype(bool)]
     if m.empty:
         return None
     m = m.set_index(m["image"].astype(str))
@@ -259,6 +296,26 @@ def discover_clusters(
     return rows, clusters
 
 
+def plain_strings(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its categorical columns as strings (what attributes.parquet stores).
+
+    >>> plain_strings(pd.DataFrame({"a": pd.Categorical(["x", "y"])}))["a"].tolist()
+    ['x', 'y']
+    """
+    cats = [c for c in table.columns if isinstance(table[c].dtype, pd.CategoricalDtype)]
+    if not cats:
+        return table
+    return table.assign(**{c: _plain_column(table[c]) for c in cats})
+
+
+def _plain_column(col: pd.Series) -> pd.Series:
+    codes = col.cat.codes.to_numpy()
+    if (codes < 0).any():  # missing values: let pandas spell them
+        return col.astype(str)
+    # the categories as strings, taken by code: cheaper than converting row by row
+    return pd.Series(col.cat.categories.astype(str).take(codes), index=col.index, name=col.name)
+
+
 def build_attributes(
     segments: pd.DataFrame, embeddings: dict[str, pd.DataFrame] | None = None,
     node_parts: dict[str, tuple[str, ...]] | None = None, *, k_range: tuple[int, int] = (2, 8),
@@ -273,10 +330,15 @@ def build_attributes(
         rows, cl = discover_clusters(node, emb, mask, parts, k_range=k_range, seed=seed, measures=segments)
         frames.append(rows)
         clusters.extend(cl)
-    discovered = (pd.concat(frames, ignore_index=True) if frames
-                  else pd.DataFrame(columns=["image", "node", "cluster", "cluster_name"]))
-    table = mask.merge(discovered, on=["image", "node"], how="outer")
-    for col in ("presence", "colour", "size", "shape", "cluster_name"):
-        table[col] = table[col].fillna("").astype(str)
-    table["cluster"] = table["cluster"].fillna(-1).astype(int)
+    if frames:
+        discovered = pd.concat(frames, ignore_index=True)
+        mask = plain_strings(mask)  # merged with the clusters' string ids
+        table = mask.merge(discovered, on=["image", "node"], how="outer")
+        for col in ("presence", "colour", "size", "shape", "cluster_name"):
+            table[col] = table[col].fillna("").astype(str)
+        table["cluster"] = table["cluster"].fillna(-1).astype(int)
+    else:  # mask attributes only (no HEML): no merge, no copy
+        categorical = isinstance(mask["image"].dtype, pd.CategoricalDtype)
+        table = mask.assign(cluster=np.full(len(mask), -1, dtype=int),
+                            cluster_name=_named(np.zeros(len(mask), np.int8), ("",), categorical=categorical))
     return table.sort_values(["node", "image"]).reset_index(drop=True), clusters

@@ -77,7 +77,10 @@ def run_audit(inputs: AuditInputs, *, finders: list[Finder] | None = None) -> Au
         sev = stats.severity(f.effect, float(qv))
         if sev <= 0:  # not a discovery, or a discovery of no practical size
             continue
-        scored.append(f.with_(q_value=float(qv), severity=sev))
+        # per-image values serve only the proxy tests between flagged findings: let the
+        # others' go, so memory does not hold one per-image column per test
+        keep = sev >= stats.FLAG_THRESHOLD and f.label is not None
+        scored.append(f.with_(q_value=float(qv), severity=sev, **({} if keep else {"values": None})))
     bias, expected = [], []
     for f in scored:
         reason = _routed_because(f, inputs)

@@ -33,14 +33,20 @@ import numpy as np
 import pandas as pd
 
 from biasaudit import __version__
-from biasaudit.audit.attributes import build_attributes
+from biasaudit.audit.attributes import build_attributes, plain_strings
 from biasaudit.audit.confounding import node_confounding, occlusion_confounding, workspace_occlusion
 from biasaudit.audit.findings import Finding, findings_document
 from biasaudit.audit.inputs import AuditInputs, Target
 from biasaudit.audit.reference import check_reference_parts, load_reference
 from biasaudit.audit.run import run_audit
+from biasaudit.core.engine import make_engine, use_engine
 from biasaudit.core.errors import DatasetError, ValidationError
-from biasaudit.core.io import write_json_atomic, write_parquet_atomic
+from biasaudit.core.io import (
+    kill_point,
+    release_freed_memory,
+    write_json_atomic,
+    write_parquet_chunked_atomic,
+)
 from biasaudit.core.workspace import Workspace
 from biasaudit.data import BASE_COLUMNS
 
@@ -109,8 +115,13 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
              schema: str | None = None, layout: str = "auto", recipe: str | None = None,
              device: str = "auto", seed: int = 0, heml: bool = True, heml_size: int = 128,
              epochs_scale: float = 1.0, concurrent: bool = False, reference: str | Path | None = None,
-             log=None, on_stage=None, embedder: str | None = None) -> ScanResult:
+             log=None, on_stage=None, embedder: str | None = None, engine: str = "local",
+             address: str | None = None) -> ScanResult:
     """Scan ``data`` into workspace ``out`` and return the ranked findings.
+
+    ``engine="ray"`` runs validation, segmentation, statistics and HEML's tree levels on
+    Ray (``address``: an existing cluster; None: a local instance); the workspace files
+    and findings are those of the default ``local`` engine, so neither is stored in them.
 
     ``on_stage(name)`` is called after each of :data:`STAGES` (a hook: progress, or a test
     stopping the scan at a known point to check that a re-run resumes).
@@ -126,13 +137,15 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     say = log or (lambda msg: None)
     stage_done = on_stage or (lambda name: None)
     ws = Workspace(out)
+    chosen = make_engine(engine, address=address)
     seconds: dict[str, float] = {}
     ref = load_reference(reference) if reference is not None else {}
     _check_before_segmenting(data, settings, ref)
 
     t0 = time.perf_counter()
     say("segmenting")
-    seg = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout, device=device)
+    seg = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout, device=device,
+                          engine=chosen)
     seconds["segment"] = time.perf_counter() - t0
     manifest = pd.read_parquet(ws.manifest)
     ok = manifest[manifest["status"] == "ok"]
@@ -140,8 +153,8 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     targets = _targets(settings, manifest)
     _check_causal(settings.causal, seg.schema.part_names)
     check_reference_parts(ref, seg.schema.part_names)
-    segments = seg.segments
-    segments = segments[segments["image"].isin(ok["image"])]
+    release_freed_memory()  # what validation and segmentation freed, before the audit's tables
+    segments = _audit_segments(ws, ok["image"])
     stage_done("segment")
 
     embeddings: dict[str, pd.DataFrame] = {}
@@ -150,15 +163,19 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     if heml and len(ok):
         t0 = time.perf_counter()
         say("training HEML (self-supervised)")
-        embeddings, node_parts, root = _heml_embeddings(ws, ok["image"].tolist(), settings, seg.schema.name)
+        with use_engine(chosen):
+            embeddings, node_parts, root = _heml_embeddings(ws, ok["image"].tolist(), settings, seg.schema.name)
         seconds["heml"] = time.perf_counter() - t0
     stage_done("heml")
+    release_freed_memory()  # HEML's training arrays
 
     t0 = time.perf_counter()
     say("attributes and findings")
     attributes, clusters = build_attributes(segments, embeddings, node_parts, k_range=settings.k_range,
                                             seed=seed)
-    write_parquet_atomic(ws.attributes, attributes)
+    write_parquet_chunked_atomic(ws.attributes, attributes, prepare=plain_strings)
+    release_freed_memory()  # the attributes' intermediate tables
+    kill_point("audit")
     stage_done("attributes")
     causal_set = frozenset(settings.causal)
     contacts, hidden = workspace_occlusion(ws.root, ok["image"].astype(str).tolist(), seg.schema, causal_set,
@@ -280,31 +297,26 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
     """Train (or reuse) a self-supervised HEML and return per-node embeddings.
 
     A model already in ``WS/models`` is reused when it was trained by a scan with the same
-    settings on the same images (``scan-key.json``, written after the model): a re-run
-    after a kill during training retrains, a re-run after a kill later does not.
+    settings on the same images (``scan-key.json``, written after the model and before
+    the embeddings): a re-run after a kill during training retrains, a re-run after a kill
+    later does not.
     """
     from biasaudit.heml import HEML
-    from biasaudit.heml.workspace import fit_heml_workspace, load_arrays, write_embeddings
+    from biasaudit.heml.workspace import embed_workspace, fit_heml_workspace
 
     key_path = ws.models_dir / "scan-key.json"
     key = {**settings.heml_key(), "images": image_ids, "schema": schema}
-    if key_path.is_file() and json.loads(key_path.read_text("utf-8")) == key:
-        model = HEML.load(ws.models_dir, device=settings.device)
-        images, maps = load_arrays(ws.root, image_ids, image_size=settings.heml_size)
-        emb = model.embed(images, maps)
-        write_embeddings(ws.root, image_ids, emb)
-        # what a fresh scan audits is the float16 file: round the same way, so a resumed scan
-        # audits exactly the same numbers
-        emb = {node: np.asarray(arr, dtype=np.float16) for node, arr in emb.items()}
-    else:
+    if not (key_path.is_file() and json.loads(key_path.read_text("utf-8")) == key):
         key_path.unlink(missing_ok=True)
-        model = fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
-                                   image_size=settings.heml_size, device=settings.device,
-                                   seed=settings.seed, epochs_scale=settings.epochs_scale,
-                                   concurrent=settings.concurrent, embedder=settings.embedder)
+        fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
+                           image_size=settings.heml_size, device=settings.device,
+                           seed=settings.seed, epochs_scale=settings.epochs_scale,
+                           concurrent=settings.concurrent, embedder=settings.embedder, embed=False)
         write_json_atomic(key_path, key)
-        # fit_heml_workspace wrote them (float16): read them back rather than embed twice
-        emb = _read_embeddings(ws, image_ids, list(model.tree_.nodes))
+    # fresh or reused, the embeddings come from the saved model into float16 files, streamed:
+    # a resumed scan audits exactly the numbers an uninterrupted one does
+    model = HEML.load(ws.models_dir, device=settings.device)
+    emb = embed_workspace(ws.root, model, image_ids, image_size=settings.heml_size)
     frames: dict[str, pd.DataFrame] = {}
     for node, arr in emb.items():
         arr = np.asarray(arr, dtype=np.float32)
@@ -316,10 +328,37 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
     return frames, node_parts, tree.root
 
 
-def _read_embeddings(ws: Workspace, image_ids: list[str], nodes: list[str]) -> dict[str, np.ndarray]:
-    index = pd.read_parquet(ws.embeddings_dir / "index.parquet")["image"].tolist()
-    order = pd.Index(index).get_indexer(image_ids)  # join on image ids, never on row position
-    return {node: np.load(ws.embedding_path(node))[order] for node in nodes}
+#: the segment columns the audit reads; the others (hashes, pixel counts) stay on disk
+AUDIT_SEGMENT_COLUMNS = ["image", "part", "present", "area_frac", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1",
+                         "lab_l", "lab_a", "lab_b", "colour"]
+
+
+#: segment columns held as categories in the audit (a few distinct strings, repeated per row)
+CATEGORY_COLUMNS = ("image", "part", "colour")
+
+
+def _audit_segments(ws: Workspace, images: pd.Series) -> pd.DataFrame:
+    """The usable images' segment rows, read shard by shard and only the columns the audit
+    needs: the whole file, hashes included, is never in memory at once."""
+    from pandas.api.types import union_categoricals
+
+    from biasaudit.segment.pipeline import iter_segment_parts
+
+    keep = set(images.astype(str))
+    frames = []
+    for part in iter_segment_parts(ws.root, columns=AUDIT_SEGMENT_COLUMNS):
+        part = part[part["image"].isin(keep)]
+        if len(part):
+            # the repeated strings become small integer codes as each shard arrives
+            frames.append(part.astype({c: "category" for c in CATEGORY_COLUMNS}))
+    if not frames:
+        from biasaudit.segment.stats import segments_frame
+
+        return segments_frame()[AUDIT_SEGMENT_COLUMNS]
+    out = pd.concat([f.drop(columns=list(CATEGORY_COLUMNS)) for f in frames], ignore_index=True)
+    for c in CATEGORY_COLUMNS:  # sorted categories: sorting by code is sorting by name
+        out[c] = union_categoricals([f[c] for f in frames], sort_categories=True)
+    return out[AUDIT_SEGMENT_COLUMNS]
 
 
 def _update_config(ws: Workspace, settings: ScanSettings) -> None:

@@ -39,6 +39,15 @@ MIN_EXPECTED = 5.0
 #: Monte Carlo permutations of a sparse table: a first round, and the most it may grow to
 #: when the first round finds the observed statistic in the far tail
 MC_PERMUTATIONS = (1000, 20000)
+#: permuted label codes held at once (permutations × images): permutation tests run in
+#: batches of this many cells, so their memory does not grow with the number of images.
+#: Batches draw the same random numbers in the same order, so results do not depend on it.
+PERMUTATION_CELLS = 500_000
+
+
+def _batch_rows(n: int, most: int) -> int:
+    """Permutations per batch for ``n`` images (at least one, at most ``most``)."""
+    return max(1, min(most, PERMUTATION_CELLS // max(n, 1)))
 
 
 def contingency(values: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
@@ -90,7 +99,7 @@ def permutation_chi2_p(table: np.ndarray, *, seed: int = 0,
     observed = float(_chi2_batch(table, exp)) - 1e-9
     rng = np.random.default_rng(seed)
     stats_: list[np.ndarray] = []
-    done, batch = 0, 500
+    done, batch = 0, _batch_rows(len(cols), 500)
     cells = shape[0] * shape[1]
     while True:
         target = n_perm[0] if done < n_perm[0] else n_perm[1]
@@ -177,10 +186,15 @@ def stratified_association(values: np.ndarray, labels: np.ndarray, strata: np.nd
     rng = np.random.default_rng(seed)
     # a shuffle inside strata: sort by (stratum, random key) and hand out that stratum's labels
     order = np.argsort(s_codes, kind="stable")
-    keys = s_codes[order][None, :] + rng.random((n_perm, n))
-    shuffled = np.empty((n_perm, n), dtype=l_codes.dtype)
-    shuffled[:, order] = l_codes[order][np.argsort(keys, axis=1)]
-    null = stat(shuffled)
+    nulls = []
+    step = _batch_rows(n, n_perm)
+    for lo in range(0, n_perm, step):
+        b = min(step, n_perm - lo)
+        keys = s_codes[order][None, :] + rng.random((b, n))
+        shuffled = np.empty((b, n), dtype=l_codes.dtype)
+        shuffled[:, order] = l_codes[order][np.argsort(keys, axis=1)]
+        nulls.append(stat(shuffled))
+    null = np.concatenate(nulls)
     hits = int((null >= observed - 1e-9).sum())
     p = (1 + hits) / (1 + n_perm)
     if hits == 0:  # beyond the permutations' resolution: a moment-matched gamma tail

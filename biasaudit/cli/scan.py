@@ -48,6 +48,12 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
               help="Expected shares of attribute values (CSV attribute,value,share or JSON), e.g. "
                    "'hair colour,gray,0.05': under-representation is judged against them instead of "
                    "an even share, and a listed value seen in no image is a finding too.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where validation, segmentation, part statistics and HEML's tree levels run: this process, or "
+                   "Ray (Ray Data actor pools; needs the ray extra). Same files and findings either way.")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="With --engine ray: the Ray cluster to join (the address `ray start --head` prints); "
+                   "default: start a local Ray instance. DATA and WS must be visible to every node.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many findings to print.")
 @click.option("--report/--no-report", "report", default=True, show_default=True,
@@ -55,7 +61,7 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
 def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, ...],
          causal: tuple[str, ...], segmenter: str, schema: str | None, layout: str, recipe: str | None,
          device: str, seed: int, heml: bool, epochs_scale: float, concurrent: bool, embedder: str,
-         reference: Path | None, top: int, report: bool) -> None:
+         reference: Path | None, engine: str, address: str | None, top: int, report: bool) -> None:
     """Audit DATA for part-level bias and write the findings to WS.
 
     \b
@@ -79,6 +85,7 @@ def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, .
       biasaudit scan DATA --out WS --label Smiling --causal mouth,u_lip,l_lip
       biasaudit scan DATA --out WS --label Eyeglasses --causal eye_g --sensitive Male
       biasaudit scan DATA --out WS --label Smiling --reference shares.csv
+      biasaudit scan DATA --out WS --label Smiling --engine ray --address HEAD:6379
     """
     from biasaudit.audit.scan import NothingTestedError, run_scan
 
@@ -87,7 +94,7 @@ def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, .
                           segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
                           device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
                           concurrent=concurrent, reference=reference,
-                          embedder=None if embedder == "recipe" else embedder,
+                          embedder=None if embedder == "recipe" else embedder, engine=engine, address=address,
                           log=lambda msg: click.echo(f"· {msg}", err=True))
     except NothingTestedError as exc:
         if exc.failures:

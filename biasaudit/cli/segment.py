@@ -28,10 +28,16 @@ from biasaudit.data import LAYOUTS
               help="Images per model forward pass.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Threads for decoding and statistics (default: CPU count, at most 8).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where validation, segmentation and part statistics run: this process, or "
+                   "Ray (Ray Data actor pools; needs the ray extra). Same files and findings either way.")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="With --engine ray: the Ray cluster to join (the address `ray start --head` prints); "
+                   "default: start a local Ray instance. DATA and WS must be visible to every node.")
 @click.option("--revalidate", is_flag=True,
               help="Decode and hash every image again, even files unchanged since the last run.")
 def segment(data: Path, out: Path, segmenter: str, schema: str | None, layout: str, device: str,
-            batch_size: int, workers: int | None, revalidate: bool) -> None:
+            batch_size: int, workers: int | None, engine: str, address: str | None, revalidate: bool) -> None:
     """Turn every image of DATA into a part map and per-part statistics in WS.
 
     \b
@@ -45,12 +51,14 @@ def segment(data: Path, out: Path, segmenter: str, schema: str | None, layout: s
       biasaudit segment DATA --out WS
       biasaudit segment photos/ --out WS --segmenter mediapipe-face
       biasaudit segment photos/ --out WS --segmenter segformer:models/face-parsing --schema celebamask-hq
+      biasaudit segment DATA --out WS --engine ray --address HEAD:6379
     """
+    from biasaudit.core.engine import make_engine
     from biasaudit.segment import segment_dataset
 
     result = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout,
                              device=device, batch_size=batch_size, workers=workers,
-                             revalidate=revalidate)
+                             revalidate=revalidate, engine=make_engine(engine, address=address))
     click.echo(result.summary())
     if result.n_ok == 0:
         raise click.ClickException(

@@ -32,6 +32,8 @@ class Workspace:
 
     @property
     def segments(self) -> Path:
+        """A folder of ``part-00000.parquet`` … shards (one file in older workspaces);
+        read it with ``biasaudit.segment.segment_table`` or ``pd.read_parquet``."""
         return self.root / "segments.parquet"
 
     @property

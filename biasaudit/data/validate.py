@@ -253,11 +253,18 @@ def validate_dataset(
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValidationError(f"The 'workers' parameter of validate_dataset must be an int >= 1. Got {workers!r} instead.")
     n_workers = workers or default_workers()
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        rows = list(progress(
-            pool.map(lambda s: _inspect(s, dataset, max_pixels), dataset.samples),
-            desc="validate", total=len(dataset.samples),
-        ))
+    from biasaudit.core.engine import current_engine
+
+    if current_engine().is_ray:  # `use_engine("ray")`: decode on the Ray cluster
+        from biasaudit.data.ray_engine import inspect_on_ray
+
+        rows = inspect_on_ray(dataset, max_pixels)
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            rows = list(progress(
+                pool.map(lambda s: _inspect(s, dataset, max_pixels), dataset.samples),
+                desc="validate", total=len(dataset.samples),
+            ))
     # The adapter's problems first, then those found while decoding.
     problems = list(dataset.problems)
     for row in rows:

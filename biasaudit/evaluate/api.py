@@ -39,7 +39,7 @@ from biasaudit.core.errors import ValidationError
 from biasaudit.core.io import write_json_atomic, write_parquet_atomic
 from biasaudit.evaluate.fairness import check_groups, format_summary, score_predictions, summarize
 from biasaudit.evaluate.images import ImageSet, label_vector, load_image_set
-from biasaudit.evaluate.models import CONFIG_FILE, save_classifier
+from biasaudit.evaluate.models import CONFIG_FILE, DEFAULT_POOL, save_classifier
 from biasaudit.evaluate.sensitive import check_part, parse_sensitive, sensitive_values
 from biasaudit.evaluate.training import (
     METHODS,
@@ -145,7 +145,8 @@ def run_evaluate(*, train: Mapping[str, str | Path], test: str | Path, label: st
                 folder_out = out / "runs" / run_name
                 key = {"train": str(Path(folder).resolve()), "test": str(Path(test).resolve()), "label": label,
                        "sensitive": str(spec), "method": method, "seed": seed, "size": size,
-                       "backbone": backbone, "recipe": recipe.to_dict(), "n_train": len(train_set)}
+                       "backbone": backbone, "recipe": recipe.to_dict(), "n_train": len(train_set),
+                       "pool": DEFAULT_POOL}
                 t0 = time.perf_counter()
                 predictions = _reuse(folder_out, key)
                 trained = predictions is None

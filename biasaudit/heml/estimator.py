@@ -33,7 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from biasaudit.core.engine import current_engine
 from biasaudit.core.errors import NotFittedError, ValidationError
+from biasaudit.core.io import kill_point
 from biasaudit.heml.inputs import NodeInputs, check_arrays, node_inputs, whole_image_inputs
 from biasaudit.heml.losses import LOSSES, LossBundle, build_loss
 from biasaudit.heml.quality import retrieval_metrics
@@ -194,6 +196,11 @@ class HEML:
         test_mask = np.zeros(n, bool)
         test_mask[test_idx] = True
 
+        ray_levels = None
+        if current_engine().is_ray:  # `use_engine("ray")`: a level's nodes train as parallel Ray tasks
+            from biasaudit.heml.ray_engine import RayLevels
+
+            ray_levels = RayLevels(self, images, label_maps, y_codes, train_mask, test_mask)
         for level in tree.levels():
             groups = [[name] for name in level]
             if self.concurrent:
@@ -202,8 +209,12 @@ class HEML:
                     o = tree.nodes[name].options
                     keyed.setdefault((o.trunk, o.resolution, o.epochs), []).append(name)
                 groups = list(keyed.values())
+            if ray_levels is not None and len(groups) > 1:
+                ray_levels.fit(groups)
+                continue
             for group in groups:
                 self._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
+                kill_point("heml-node")  # a test stops a scan here to check that it resumes
         if self.baseline:
             self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
         del self._all_emb
@@ -503,17 +514,37 @@ class HEML:
         """
         self._check_fitted()
         images, label_maps = check_arrays(images, label_maps)
-        setup = resolve_device(self.device)
         wanted = list(nodes or self.tree_.nodes)
+        # Images are embedded in blocks of ``batch_size``: a block's numbers depend only on its
+        # own images, not on the call that embeds it or the engine that runs it (CPU kernels
+        # round differently for different batch sizes), so every engine gives the same bits.
+        if current_engine().is_ray and len(images) > batch_size:
+            from biasaudit.heml.ray_engine import embed_on_ray
+
+            return embed_on_ray(self, images, label_maps, nodes=wanted, batch_size=batch_size)
+        setup = resolve_device(self.device)
         needed = set()
         for name in wanted:
             needed |= self._needs(name)
+        for name in needed:
+            self.models_[name] = self.models_[name].to(setup.device).eval()
+        try:
+            blocks = [self._embed_block(images[lo : lo + batch_size], label_maps[lo : lo + batch_size], needed,
+                                        setup, batch_size) for lo in range(0, len(images), batch_size)]
+        finally:
+            for name in needed:
+                self.models_[name] = self.models_[name].to("cpu")
+        return {name: np.concatenate([b[name] for b in blocks]) if blocks
+                else np.zeros((0, self.models_[name].embedding_dim), np.float32) for name in wanted}
+
+    def _embed_block(self, images: np.ndarray, label_maps: np.ndarray, needed: set[str], setup: DeviceSetup,
+                     batch_size: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name in self.tree_.nodes:  # bottom-up: a parent may read its children's embeddings
             if name not in needed:
                 continue
             inp = self.node_inputs(images, label_maps, name)
-            model = self.models_[name].to(setup.device).eval()
+            model = self.models_[name]
             emb = np.zeros((len(images), model.embedding_dim), np.float32)
             rows = np.flatnonzero(inp.present)
             if len(rows):
@@ -522,9 +553,8 @@ class HEML:
                     kids = torch.from_numpy(np.concatenate([out[c] for c in self.tree_.nodes[name].children], 1))[rows]
                 emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size,
                                         extra=kids).numpy()
-            self.models_[name] = model.to("cpu")
             out[name] = emb
-        return {name: out[name] for name in wanted}
+        return out
 
     def _needs(self, name: str) -> set[str]:
         """``name`` and every node whose embedding it reads (its descendants when fused)."""

@@ -23,6 +23,8 @@ from biasaudit.core.workspace import Workspace
 from biasaudit.data import BASE_COLUMNS
 
 GLUE_FILE = "workspace.json"
+#: images loaded, embedded and written at a time: what embedding holds in memory
+EMBED_CHUNK = 1024
 
 
 def parse_supervision(value: str) -> tuple[str, str | None]:
@@ -56,7 +58,8 @@ def usable_images(ws_root: str | Path) -> pd.DataFrame:  # noqa: F821
 
 
 def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N×S×S×3 uint8) and part maps (N×S×S) of ``image_ids``, resized to S = ``image_size``."""
+    """Images (N×S×S×3 uint8) and part maps (N×S×S uint16: a quarter of int64's memory)
+    of ``image_ids``, resized to S = ``image_size``."""
     import cv2
 
     from biasaudit.core.progress import progress
@@ -71,7 +74,7 @@ def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 
         return rgb, parts
 
     images = np.empty((len(image_ids), image_size, image_size, 3), np.uint8)
-    maps = np.empty((len(image_ids), image_size, image_size), np.int64)
+    maps = np.empty((len(image_ids), image_size, image_size), np.uint16)
     with ThreadPoolExecutor(max_workers=4) as pool:
         for i, (rgb, parts) in enumerate(progress(pool.map(one, image_ids), desc="loading parts",
                                                    total=len(image_ids))):
@@ -80,7 +83,7 @@ def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 
 
 
 def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe: Any = None,
-                       image_size: int = 128, device: str = "auto", **params: Any):
+                       image_size: int = 128, device: str = "auto", embed: bool = True, **params: Any):
     """Train HEML on every usable image of a segmented workspace and write its outputs.
 
     - ``supervision``: ``self`` or ``label:<manifest column>`` (rows without a label are
@@ -89,9 +92,8 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
       the workspace schema's recipe in ``recipes/``;
     - ``params``: any further :class:`HEMLConfig` option (``loss``, ``concurrent``, ...).
 
-    Writes ``WS/models/`` (see :mod:`biasaudit.heml.persist`), ``WS/embeddings/<node>.npy``
-    (float16, absent parts all zero) and ``WS/embeddings/index.parquet`` (column ``image``,
-    one row per embedding row, in the same order).
+    Writes ``WS/models/`` (see :mod:`biasaudit.heml.persist`) and, unless ``embed=False``,
+    the embeddings (:func:`embed_workspace`).
     """
     from biasaudit.core.threads import configure_threads
     from biasaudit.heml.estimator import HEML
@@ -116,23 +118,110 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     ids = table["image"].tolist()
     images, maps = load_arrays(ws.root, ids, image_size=image_size)
     heml = HEML(tree=tree, supervision=kind, device=device, **params).fit(images, maps, y)
+    del images, maps  # embedding streams them again in chunks
     heml.save(ws.models_dir)
     write_json_atomic(ws.models_dir / GLUE_FILE, {"image_size": image_size, "supervision": supervision,
                                                   "n_images": len(ids), "label": column})
-    write_embeddings(ws.root, ids, heml.embed(images, maps))
+    if embed:
+        embed_workspace(ws.root, heml, ids, image_size=image_size)
     return heml
+
+
+def embed_workspace(ws_root: str | Path, heml, image_ids: list[str], *, image_size: int = 128,
+                    chunk: int = EMBED_CHUNK) -> dict[str, np.ndarray]:
+    """Embed ``image_ids`` with a fitted ``heml``, ``chunk`` images at a time, into
+    ``WS/embeddings/<node>.npy`` (float16, N×D, absent parts all zero, rows in the order of
+    ``WS/embeddings/index.parquet``); returns node → the written array, memory-mapped.
+
+    Each node's file is filled through a memory map and renamed into place when complete,
+    so neither the images nor the embeddings are held whole, and a kill leaves only whole
+    files (``kill_point("embeddings")`` after each).
+
+    >>> emb = embed_workspace("WS", heml, ids)  # doctest: +SKIP
+    >>> emb["hair"].shape  # doctest: +SKIP
+    (2000, 128)
+    """
+    from biasaudit.core.io import kill_point
+
+    ws = Workspace(ws_root)
+    ids = list(image_ids)
+    if not ids:
+        raise DatasetError(f"No image to embed in {ws.root}: the manifest has no image with status 'ok'.")
+    _write_index(ws, ids)
+    for stale in ws.embeddings_dir.glob(".*.npy.part"):  # left by a killed run
+        stale.unlink()
+    nodes = list(heml.tree_.nodes)
+    temps: dict[str, Path] = {}
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for lo in range(0, len(ids), chunk):
+            images, maps = load_arrays(ws.root, ids[lo : lo + chunk], image_size=image_size)
+            emb = heml.embed(images, maps)
+            for node in nodes:
+                if node not in arrays:
+                    temps[node] = ws.embeddings_dir / f".{ws.embedding_path(node).name}.part"
+                    arrays[node] = np.lib.format.open_memmap(temps[node], mode="w+", dtype=np.float16,
+                                                             shape=(len(ids), emb[node].shape[1]))
+                arrays[node][lo : lo + len(images)] = emb[node]
+        for node in nodes:
+            arrays[node].flush()
+            del arrays[node]
+            temps.pop(node).replace(ws.embedding_path(node))
+            kill_point("embeddings")
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    return read_embeddings(ws.root, None, nodes)  # rows are in the order of ids: the index just written
+
+
+def read_embeddings(ws_root: str | Path, image_ids: list[str] | None, nodes: list[str]) -> dict[str, np.ndarray]:
+    """node → float16 embeddings (N×D) of ``image_ids`` (joined on the index's image ids,
+    never on row position; None: every row, memory-mapped, in the index's order).
+
+    >>> read_embeddings("WS", None, ["hair"])["hair"].dtype  # doctest: +SKIP
+    dtype('float16')
+    """
+    import pandas as pd
+
+    ws = Workspace(ws_root)
+    index_path = ws.embeddings_dir / "index.parquet"
+    if not index_path.is_file():
+        raise DatasetError(f"{index_path} does not exist; run `biasaudit scan` (with HEML) or `biasaudit heml` first.")
+    index = pd.read_parquet(index_path)["image"].astype(str)
+    out = {}
+    for node in nodes:
+        arr = np.load(ws.embedding_path(node), mmap_mode="r")
+        if image_ids is not None:
+            order = pd.Index(index).get_indexer(list(image_ids))
+            if (order < 0).any():
+                missing = [i for i, o in zip(image_ids, order, strict=True) if o < 0][:3]
+                raise DatasetError(f"{index_path} has no embedding for {', '.join(missing)}; re-run `biasaudit scan`.")
+            arr = arr[order]
+        out[node] = arr
+    return out
+
+
+def _write_index(ws: Workspace, ids: list[str]) -> None:
+    """Write ``index.parquet`` for ``ids``; node files written for another index are removed
+    first, so no file is ever read against the wrong rows."""
+    import pandas as pd
+
+    index_path = ws.embeddings_dir / "index.parquet"
+    ws.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    if index_path.is_file() and pd.read_parquet(index_path)["image"].astype(str).tolist() == ids:
+        return
+    for old in ws.embeddings_dir.glob("*.npy"):
+        old.unlink()
+    write_parquet_atomic(index_path, pd.DataFrame({"image": ids}))
 
 
 def write_embeddings(ws_root: str | Path, image_ids: list[str], embeddings: dict[str, np.ndarray]) -> None:
     """``WS/embeddings/<node>.npy`` (float16) + ``index.parquet`` (row order = ``image_ids``)."""
-    import pandas as pd
-
     ws = Workspace(ws_root)
-    ws.embeddings_dir.mkdir(parents=True, exist_ok=True)
+    _write_index(ws, list(image_ids))
     for node, arr in embeddings.items():
         with atomic_path(ws.embedding_path(node)) as tmp, open(tmp, "wb") as fh:
             np.save(fh, np.asarray(arr, dtype=np.float16))
-    write_parquet_atomic(ws.embeddings_dir / "index.parquet", pd.DataFrame({"image": list(image_ids)}))
 
 
 def resolve_image(ws_root: str | Path, ref: str | Path, *, mask: str | Path | None = None,

@@ -286,7 +286,7 @@ def read_scan(workspace: str | Path) -> Scan:
 
     ws = Workspace(workspace)
     need = [ws.config, ws.manifest, ws.segments, ws.attributes, ws.findings]
-    missing = [p.name for p in need if not p.is_file()]
+    missing = [p.name for p in need if not p.exists()]  # segments.parquet: a folder of shards
     config = {}
     if not missing:
         try:

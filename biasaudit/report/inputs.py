@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.core.errors import DatasetError, ValidationError
+from biasaudit.core.io import read_parquet_table
 from biasaudit.core.workspace import Workspace
 
 
@@ -64,8 +65,6 @@ class ReportInputs:
 def load_inputs(workspace: str | Path, *, rebalance: str | Path | None = None, eval: str | Path | None = None,
                 probe: str | Path | None = None) -> ReportInputs:
     """Read a scanned workspace (and the optional stage outputs) for a report."""
-    import pandas as pd
-
     ws = Workspace(workspace)
     if not ws.findings.is_file():
         raise DatasetError(
@@ -75,8 +74,8 @@ def load_inputs(workspace: str | Path, *, rebalance: str | Path | None = None, e
     findings_doc = _read_json(ws.findings, "findings.json")
     config = _read_json(ws.config, "config.json") if ws.config.is_file() else {}
 
-    def table(path: Path):
-        return pd.read_parquet(path) if path.is_file() else None
+    def table(path: Path):  # a file, or a folder of shards (segments.parquet)
+        return read_parquet_table(path)
 
     tree, node_parts, metrics = _heml(ws)
     reb_doc, reb_dir = _rebalance(rebalance)

@@ -7,14 +7,20 @@ Files written (all atomically):
   segmented becomes ``status=error`` with the reason in ``error``;
 - ``WS/masks/<segmenter>-<hash>/<sha256>.png`` — label maps made by a model segmenter,
   keyed by image content; the ``masks`` segmenter reads the dataset's own masks instead;
-- ``WS/segments.parquet`` — one row per (image, part), columns of
+- ``WS/segments.parquet/part-00000.parquet`` … — one row per (image, part), columns of
   :data:`biasaudit.segment.stats.SEGMENT_COLUMNS` plus ``sha256`` and ``source`` (what
-  the row was computed from: re-runs reuse rows whose image hash and source match);
+  the row was computed from: re-runs reuse rows whose image hash and source match).
+  Sharded: part *k* holds the images *k*·:data:`SHARD_IMAGES` … of the manifest, in
+  manifest order, and is written as soon as they are done, so memory holds one shard of
+  rows and a killed run loses at most one shard. ``pd.read_parquet(WS/segments.parquet)``
+  reads the folder whole; :func:`segment_table` / :func:`iter_segment_parts` are the
+  readers. A workspace written by an older version (one ``segments.parquet`` file) is
+  still read, and rewritten as shards by the next ``segment``/``scan``;
 - ``WS/config.json`` — the resolved configuration (merged into an existing file).
 
-A long run saves the manifest and the finished rows every :data:`CHECKPOINT_SECONDS`;
-a killed run started again reuses them (and, for model segmenters, every label map
-already in ``WS/masks``), so no image is segmented twice.
+The manifest is saved right after validation; a killed run started again reuses every
+finished shard (and, for model segmenters, every label map already in ``WS/masks``), so
+no image is segmented twice.
 
 >>> result = segment_dataset("DATA", "WS")  # doctest: +SKIP
 >>> print(result.summary())  # doctest: +SKIP
@@ -27,16 +33,26 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from biasaudit import __version__
+from biasaudit.core.engine import Engine, current_engine, make_engine, use_engine
 from biasaudit.core.errors import BiasauditError, DatasetError, ValidationError
-from biasaudit.core.io import write_json_atomic, write_parquet_atomic
-from biasaudit.core.progress import progress
+from biasaudit.core.io import (
+    iter_parquet_parts,
+    kill_point,
+    parquet_parts,
+    part_path,
+    read_parquet_table,
+    release_arrow_memory,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from biasaudit.core.progress import progress_enabled
 from biasaudit.core.schema import Schema, load_schema
 from biasaudit.core.workspace import Workspace
 from biasaudit.segment.base import Segmenter, SegmentFailure, make_segmenter
@@ -44,13 +60,15 @@ from biasaudit.segment.cache import MaskCache, cache_dirname
 from biasaudit.segment.stats import SEGMENT_COLUMNS, part_statistics_columns, segments_frame
 
 MEDIAPIPE_SCHEMA = "celebamask-hq"
-# How often a long run saves what it has finished, so a killed run resumes from there.
-CHECKPOINT_SECONDS = 60.0
+#: images per shard of ``segments.parquet/``: the rows memory holds at once, and the most
+#: work a kill can lose
+SHARD_IMAGES = 1024
 
 
 @dataclass(frozen=True)
 class SegmentationResult:
-    """What :func:`segment_dataset` did; ``segments`` is the table it wrote.
+    """What :func:`segment_dataset` did; ``segments`` is the table it wrote (read from
+    the workspace on first use: a scan streams the shards instead).
 
     ``n_segmented`` images went through the segmenter, ``n_cached`` label maps came from
     ``WS/masks``, ``n_reused`` images kept their rows from the previous segments.parquet.
@@ -66,8 +84,11 @@ class SegmentationResult:
     n_cached: int
     n_reused: int
     seconds: float
-    segments: pd.DataFrame = field(repr=False, compare=False)
     failures: pd.DataFrame = field(repr=False, compare=False)
+
+    @cached_property
+    def segments(self) -> pd.DataFrame:
+        return segment_table(self.workspace)
 
     def coverage(self) -> pd.DataFrame:
         """Per part: images where it is present, that share, mean area when present and
@@ -76,18 +97,27 @@ class SegmentationResult:
         >>> result.coverage().loc["hair", "frac_present"]  # doctest: +SKIP
         0.97
         """
-        seg = self.segments
+        # counts summed shard by shard: the table is never held whole
+        n_present: dict[str, int] = {}
+        area: dict[str, float] = {}
+        colours: dict[str, pd.Series] = {}
+        for seg in iter_segment_parts(self.workspace, columns=["part", "present", "area_frac", "colour"]):
+            for part, grp in seg.groupby("part", sort=False):
+                present = grp[grp["present"]]
+                n_present[part] = n_present.get(part, 0) + len(present)
+                area[part] = area.get(part, 0.0) + float(present["area_frac"].sum())
+                counts = present["colour"][present["colour"] != ""].value_counts()
+                colours[part] = colours[part].add(counts, fill_value=0) if part in colours else counts
         rows = []
         n = max(self.n_ok, 1)
-        for part, grp in seg.groupby("part", sort=False):
-            present = grp[grp["present"]]
-            colours = present["colour"][present["colour"] != ""]
+        for part, k in n_present.items():
+            top = colours[part]
             rows.append({
                 "part": part,
-                "n_present": int(len(present)),
-                "frac_present": len(present) / n,
-                "mean_area_frac": float(present["area_frac"].mean()) if len(present) else 0.0,
-                "top_colour": str(colours.value_counts().index[0]) if len(colours) else "",
+                "n_present": int(k),
+                "frac_present": k / n,
+                "mean_area_frac": area[part] / k if k else 0.0,
+                "top_colour": str(top.sort_values(ascending=False, kind="stable").index[0]) if len(top) else "",
             })
         return pd.DataFrame(rows, columns=["part", "n_present", "frac_present", "mean_area_frac",
                                            "top_colour"]).set_index("part")
@@ -115,7 +145,7 @@ class SegmentationResult:
             lines.append("Failures (first 5; all are in manifest.parquet):")
             for rec in self.failures.head(5).itertuples():
                 lines.append(f"  {rec.image}: {rec.error}")
-        lines.append(f"Wrote {self.workspace / 'segments.parquet'}")
+        lines.append(f"Wrote {self.workspace / 'segments.parquet'}/")
         return "\n".join(lines)
 
 
@@ -130,6 +160,7 @@ def segment_dataset(
     batch_size: int = 8,
     workers: int | None = None,
     revalidate: bool = False,
+    engine: str | Engine | None = None,
 ) -> SegmentationResult:
     """Validate, segment and describe every image of ``data_root`` into workspace ``ws_root``.
 
@@ -139,6 +170,9 @@ def segment_dataset(
     its output is mapped to). On a re-run, images whose file (and mask files) keep their
     size and modification time, and that had no problem, keep their manifest row and
     statistics without being decoded again; ``revalidate=True`` decodes everything.
+    ``engine`` (``local``, ``ray`` or an :class:`~biasaudit.core.engine.Engine`; default:
+    the one chosen by ``use_engine``, else local) runs validation, segmentation and
+    statistics on Ray Data instead of this process's threads; the files are the same.
 
     >>> r = segment_dataset("data/faces", "ws", segmenter="masks")  # doctest: +SKIP
     >>> r.n_ok, r.segments.columns[:3].tolist()  # doctest: +SKIP
@@ -147,6 +181,7 @@ def segment_dataset(
     from biasaudit.data import open_dataset
 
     start = time.perf_counter()
+    release_arrow_memory()  # shards are written and read one at a time: let their memory go
     data_root = Path(data_root)
     ws = Workspace(ws_root)
     _check_outside(data_root, ws.root)
@@ -179,10 +214,19 @@ def segment_dataset(
         spec, schema=target_schema, device=device, batch_size=batch_size
     )
     ws.ensure()
+    chosen = current_engine() if engine is None else (
+        engine if isinstance(engine, Engine) else make_engine(engine))
+    # a model cannot travel between machines: Ray workers build their own from the spec
+    rebuild = None if isinstance(segmenter, Segmenter) else partial(
+        make_segmenter, spec, schema=target_schema, device=device, batch_size=batch_size)
     try:
-        sources = {s.image_id: _source_key(seg, s) for s in dataset.samples}
-        manifest = _validate(dataset, ws, sources, workers=workers, revalidate=revalidate)
-        result = _run(dataset, manifest, seg, ws, sources, spec=spec, workers=workers, start=start)
+        with use_engine(chosen):
+            sources = {s.image_id: _source_key(seg, s) for s in dataset.samples}
+            manifest = _validate(dataset, ws, sources, workers=workers, revalidate=revalidate)
+            manifest.save(ws.manifest)
+            kill_point("validate")
+            result = _run(dataset, manifest, seg, ws, sources, spec=spec, workers=workers, start=start,
+                          rebuild=rebuild, device=device)
     finally:
         if not isinstance(segmenter, Segmenter):
             seg.close()
@@ -194,16 +238,15 @@ def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, reval
     """Validate only what changed since the last run in this workspace (see segment_dataset)."""
     from biasaudit.data import BASE_COLUMNS, Manifest, validate_dataset
 
-    previous = None if revalidate else _load_previous(ws.segments)
+    prev_source = None if revalidate else _previous_sources(ws.segments)
     old = None
-    if previous is not None and ws.manifest.is_file():
+    if prev_source and ws.manifest.is_file():
         try:
             old = Manifest.load(ws.manifest)
         except (BiasauditError, OSError, ValueError, KeyError):
             old = None  # an unreadable manifest is rebuilt, never trusted
     if old is None:
         return validate_dataset(dataset, workers=workers)
-    prev_source = previous.groupby("image", sort=False)["source"].first().to_dict()
     old_rows = old.table.drop_duplicates("image").set_index("image")
     clean = {i for i, status, warning in zip(old_rows.index, old_rows["status"], old_rows["warning"], strict=True)
              if status == "ok" and not warning}
@@ -231,7 +274,9 @@ def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, reval
 
 
 def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, str], *, spec: str, workers,
-         start) -> SegmentationResult:
+         start, rebuild=None, device: str = "auto") -> SegmentationResult:
+    from tqdm.auto import tqdm
+
     from biasaudit.data.validate import default_workers
 
     table = manifest.table.copy()
@@ -241,25 +286,13 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
     model_backed = seg.needs_images
     cache = MaskCache(ws.masks_dir, fingerprint=seg.fingerprint) if model_backed else None
 
-    previous = _load_previous(ws.segments)
-    reused_parts: list[pd.DataFrame] = []
-    todo: list[str] = []
-    if previous is not None:
-        first = previous.groupby("image", sort=False)[["sha256", "source"]].first()
-        prev_key = dict(zip(first.index, zip(first["sha256"], first["source"], strict=True), strict=True))
-        todo = [img for img, sha in sha_of.items() if prev_key.get(img) != (sha, sources.get(img))]
-        keep = set(sha_of) - set(todo)
-        if keep:
-            reused_parts.append(previous[previous["image"].isin(keep)])
-    else:
-        todo = list(sha_of)
-    todo = [img for img in todo if img in by_id]
-
-    columns: dict[str, list] = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
+    counts = {"segmented": 0, "cached": 0, "reused": 0}
     failures: dict[str, str] = {}
-    counts = {"segmented": 0, "cached": 0}
     chunk = max(1, seg.batch_size)
     n_threads = workers or default_workers()
+    legacy = _legacy_rows(ws.segments)
+    order = {img: i for i, img in enumerate(table["image"])}
+    shards = _shard_ids(table["image"].tolist())
 
     def add_stats(img: str, image: np.ndarray, label_map: np.ndarray) -> dict[str, list]:
         cols = part_statistics_columns(image, label_map, seg.schema, image_id=img)
@@ -267,11 +300,13 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
         cols["source"] = [sources[img]] * len(cols["image"])
         return cols
 
-    last_checkpoint = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        bar = progress(range(0, len(todo), chunk), desc=f"segment ({spec})",
-                       total=(len(todo) + chunk - 1) // chunk, unit="batch")
-        for lo in bar:
+    def segment_ids(todo: list[str], columns: dict[str, list], pool, bar) -> None:
+        """Segment and describe ``todo`` batch by batch, appending to ``columns``."""
+        if ray_stream is not None:  # --engine ray: rows come from one Ray Data stage for the whole run
+            done = len(todo)
+            todo = ray_stream.take(todo, columns, failures, counts)
+            bar.update(done - len(todo))
+        for lo in range(0, len(todo), chunk):
             ids = todo[lo : lo + chunk]
             samples = [by_id[i] for i in ids]
             images = list(pool.map(_read_image_or_error, samples))
@@ -304,37 +339,96 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
             for job in jobs:
                 for c, vals in job.result().items():
                     columns[c].extend(vals)
-            if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
-                # A killed run resumes from here: finished images are reused next time.
-                _save(ws, manifest, table, failures, spec, _assemble(reused_parts, columns, table))
-                last_checkpoint = time.perf_counter()
+            bar.update(len(ids))
+            kill_point("segment-batch")
 
-    segments = _assemble(reused_parts, columns, table)
-    table = _save(ws, manifest, table, failures, spec, segments)
+    ray_stream = None
+    if current_engine().is_ray:
+        from biasaudit.segment.ray_engine import RaySegmentStream, ray_plan
+
+        planned = ray_plan(ws.segments, [i for i in table["image"] if i in by_id], sha_of=sha_of,
+                           sources=sources, legacy=legacy)
+        ray_stream = RaySegmentStream(seg, [by_id[i] for i in planned], sha_of=sha_of, sources=sources,
+                                      masks_dir=ws.masks_dir if model_backed else None, rebuild=rebuild,
+                                      device=device)
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        bar = tqdm(total=len(sha_of), desc=f"segment ({spec})", unit="img", disable=not progress_enabled(),
+                   delay=1.0, dynamic_ncols=True, leave=False)
+        for k, ids in enumerate(shards):
+            wanted = [i for i in ids if i in sha_of and i in by_id]
+            old = _load_previous(part_path(ws.segments, k)) if legacy is None else _rows_of(legacy, ids)
+            reused = None
+            todo = wanted
+            if old is not None and len(old):
+                key = old.groupby("image", sort=False)[["sha256", "source"]].first()
+                current = {img for img, sha, src in zip(key.index, key["sha256"], key["source"], strict=True)
+                           if img in sha_of and sha == sha_of[img] and src == sources.get(img)}
+                reused = old[old["image"].isin(current)]
+                todo = [i for i in wanted if i not in current]
+                counts["reused"] += len(wanted) - len(todo)
+                bar.update(len(wanted) - len(todo))
+                if not todo and set(key.index) == set(wanted) and legacy is None:
+                    continue  # this shard is done and current: not even rewritten
+            columns: dict[str, list] = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
+            segment_ids(todo, columns, pool, bar)
+            _write_shard(ws, k, [reused], columns, order)
+            kill_point("segment-shard")
+        bar.close()
+    _drop_stale(ws, len(shards))
+    table = _save(ws, manifest, table, failures, spec)
     failed = table[table["status"] != "ok"][["image", "error"]].reset_index(drop=True)
     return SegmentationResult(
         workspace=ws.root, segmenter=spec, schema=seg.schema, n_images=len(table),
         n_ok=int((table["status"] == "ok").sum()), n_failed=len(failed),
         n_segmented=counts["segmented"], n_cached=counts["cached"],
-        n_reused=len(set(sha_of) - set(todo)), seconds=time.perf_counter() - start,
-        segments=segments, failures=failed,
+        n_reused=counts["reused"], seconds=time.perf_counter() - start,
+        failures=failed,
     )
 
 
-def _assemble(reused_parts: list[pd.DataFrame], columns: dict[str, list], table: pd.DataFrame) -> pd.DataFrame:
+def _shard_ids(images: list[str]) -> list[list[str]]:
+    """The manifest's images in blocks of :data:`SHARD_IMAGES`: shard k of segments.parquet/."""
+    return [images[lo : lo + SHARD_IMAGES] for lo in range(0, len(images), SHARD_IMAGES)]
+
+
+def _assemble(reused_parts: list[pd.DataFrame | None], columns: dict[str, list],
+              order: dict[str, int]) -> pd.DataFrame:
     fresh = segments_frame({c: columns[c] for c in SEGMENT_COLUMNS})
     fresh["sha256"] = pd.array(columns["sha256"], dtype="string")
     fresh["source"] = pd.array(columns["source"], dtype="string")
-    segments = pd.concat([*reused_parts, fresh], ignore_index=True) if reused_parts else fresh
-    order = {img: i for i, img in enumerate(table["image"])}
+    parts = [p for p in reused_parts if p is not None and len(p)]
+    segments = pd.concat([*parts, fresh], ignore_index=True) if parts else fresh
     return segments.sort_values(["image", "class_id"], key=lambda s: s.map(order) if s.name == "image" else s,
                                 kind="stable", ignore_index=True)
 
 
+def _write_shard(ws: Workspace, k: int, reused: list[pd.DataFrame | None], columns: dict[str, list],
+                 order: dict[str, int]) -> None:
+    """Write shard ``k`` (atomically), or remove it when none of its images has rows."""
+    frame = _assemble(reused, columns, order)
+    path = part_path(ws.segments, k)
+    if len(frame):
+        ws.segments.mkdir(parents=True, exist_ok=True)
+        write_parquet_atomic(path, frame)
+    else:
+        path.unlink(missing_ok=True)  # an empty part would carry no column types
+        ws.segments.mkdir(parents=True, exist_ok=True)
+
+
+def _drop_stale(ws: Workspace, n_shards: int) -> None:
+    """Remove shards past the end (the dataset shrank); an empty folder is a valid table."""
+    ws.segments.mkdir(parents=True, exist_ok=True)
+    for path in parquet_parts(ws.segments):
+        if path.parent == ws.segments and int(path.stem.split("-")[1]) >= n_shards:
+            path.unlink()
+
+
 def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str], spec: str,
-          segments: pd.DataFrame) -> pd.DataFrame:
-    """Write the manifest, then the segments: a run killed in between leaves segment rows
-    that no longer match the manifest's files, which the next run recomputes."""
+          segments: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Write the manifest with the segmentation failures marked. Given a whole
+    ``segments`` table (an engine that assembles one), write it as shards first: a run
+    killed in between leaves segment rows that no longer match the manifest's files,
+    which the next run recomputes."""
     table = table.copy()
     if failures:
         mask = table["image"].isin(failures)
@@ -342,8 +436,16 @@ def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str]
         table.loc[mask, "error"] = table.loc[mask, "image"].map(
             lambda i: f"segmentation ({spec}) failed: {failures[i]}"
         )
+    if segments is not None:
+        if ws.segments.is_file():
+            ws.segments.unlink()
+        order = {img: i for i, img in enumerate(table["image"])}
+        shards = _shard_ids(table["image"].tolist())
+        empty = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
+        for k, ids in enumerate(shards):
+            _write_shard(ws, k, [segments[segments["image"].isin(set(ids))]], empty, order)
+        _drop_stale(ws, len(shards))
     replace(manifest, table=table).save(ws.manifest)
-    write_parquet_atomic(ws.segments, segments)
     return table
 
 
@@ -376,15 +478,45 @@ def _source_key(seg: Segmenter, sample) -> str:
 
 
 def _load_previous(path: Path) -> pd.DataFrame | None:
+    """One file of segment rows (a shard, or an old single-file table); None when missing,
+    unreadable or of another format (recomputed, never trusted)."""
     if not path.is_file():
         return None
     try:
         prev = pd.read_parquet(path)
     except (OSError, ValueError):
-        return None  # unreadable leftovers are recomputed, never trusted
+        return None
     if not {*SEGMENT_COLUMNS, "sha256", "source"} <= set(prev.columns):
         return None
     return prev
+
+
+def _legacy_rows(path: Path) -> pd.DataFrame | None:
+    """The rows of an older workspace's single-file ``segments.parquet`` (read once, whole:
+    it was written whole), removed so the folder of shards can take its place."""
+    if not path.is_file():
+        return None
+    rows = _load_previous(path)
+    path.unlink()
+    return rows if rows is not None else pd.DataFrame(columns=[*SEGMENT_COLUMNS, "sha256", "source"])
+
+
+def _rows_of(rows: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    return rows[rows["image"].isin(set(ids))]
+
+
+def _previous_sources(path: Path) -> dict[str, str]:
+    """image → what its segment rows were computed from, over every shard (two columns
+    read per shard); {} when there are none."""
+    out: dict[str, str] = {}
+    for part in parquet_parts(path):
+        try:
+            rows = pd.read_parquet(part, columns=["image", "source"])
+        except (OSError, ValueError, KeyError):
+            continue  # an unreadable shard is recomputed
+        first = rows.drop_duplicates("image")
+        out.update(zip(first["image"].astype(str), first["source"].astype(str), strict=True))
+    return out
 
 
 def _resolve_schema(schema) -> Schema | None:
@@ -480,12 +612,33 @@ def load_segmentation(ws_root: str | Path, image_id: str) -> tuple[np.ndarray, n
     return read_image(sample.image_path), load_part_map(ws_root, image_id)
 
 
-def segment_table(ws_root: str | Path) -> pd.DataFrame:
-    """``WS/segments.parquet`` as a DataFrame (raises naming the file when missing)."""
+def segment_table(ws_root: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """``WS/segments.parquet`` (its shards, or an older workspace's single file) as one
+    DataFrame; raises naming the file when missing. Streaming readers use
+    :func:`iter_segment_parts`.
+
+    >>> segment_table("ws", columns=["image", "part", "present"])  # doctest: +SKIP
+    """
     path = Workspace(ws_root).segments
-    if not path.is_file():
+    table = read_parquet_table(path, columns=columns)
+    if table is None:
+        if path.is_dir():  # every image failed: a valid, empty table
+            empty = segments_frame().assign(sha256=pd.array([], dtype="string"),
+                                            source=pd.array([], dtype="string"))
+            return empty[columns] if columns else empty
         raise DatasetError(f"{path} does not exist; run `biasaudit segment DATA --out {ws_root}` first.")
-    return pd.read_parquet(path)
+    return table
+
+
+def iter_segment_parts(ws_root: str | Path, *, columns: list[str] | None = None):
+    """The segment rows shard by shard (in manifest order), one DataFrame at a time.
+
+    >>> n = sum(len(part) for part in iter_segment_parts("ws"))  # doctest: +SKIP
+    """
+    path = Workspace(ws_root).segments
+    if not parquet_parts(path) and not path.is_dir():
+        raise DatasetError(f"{path} does not exist; run `biasaudit segment DATA --out {ws_root}` first.")
+    yield from iter_parquet_parts(path, columns=columns)
 
 
 def _read_config(ws: Workspace) -> dict:

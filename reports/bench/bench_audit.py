@@ -75,6 +75,14 @@ def _scan(data: Path, ws: Path, label: str, causal, *, seed: int, heml: bool):
 @click.option("--log", type=click.Path(path_type=Path), default=None, help="Append one JSON line per scan.")
 def null(n: int, seeds: int, first_seed: int, heml: bool, labels: str, log: Path | None) -> None:
     """Null calibration on SynthFaces with no plant."""
+    rows = null_rows(n=n, seeds=seeds, first_seed=first_seed, heml=heml, labels=[x for x in labels.split(",") if x],
+                     log=log)
+    _null_summary(rows)
+
+
+def null_rows(*, n: int, seeds: int, first_seed: int = 100, heml: bool = False, labels=tuple(NULL_LABELS),
+              log: Path | None = None) -> list[dict]:
+    """One dict per (seed, label) scan of an unplanted SynthFaces dataset."""
     from biasaudit.data.synth import SynthFacesConfig, write_synthfaces
 
     rows = []
@@ -83,7 +91,7 @@ def null(n: int, seeds: int, first_seed: int, heml: bool, labels: str, log: Path
         for seed in range(first_seed, first_seed + seeds):
             data = write_synthfaces(tmp / f"faces-{seed}", SynthFacesConfig(n=n, seed=seed), overwrite=True)
             ws = tmp / f"ws-{seed}"  # one workspace per dataset: the label scans reuse segmentation (and HEML)
-            for label in [x for x in labels.split(",") if x]:
+            for label in labels:
                 result, settings, seconds = _scan(data, ws, label, NULL_LABELS[label], seed=seed, heml=heml)
                 alarms = [f for f in result.flagged if f.label is not None]
                 off_causal_rejected = sum(1 for f in result.findings if f.label is not None)
@@ -98,7 +106,7 @@ def null(n: int, seeds: int, first_seed: int, heml: bool, labels: str, log: Path
             shutil.rmtree(ws, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _null_summary(rows)
+    return rows
 
 
 def _record(row: dict, rows: list[dict], log: str | None) -> None:
@@ -139,12 +147,18 @@ def _null_summary(rows: list[dict]) -> None:
 @click.option("--log", type=click.Path(path_type=Path), default=None, help="Append one JSON line per scan.")
 def power(n: int, seeds: int, strengths: str, heml: bool, log: Path | None) -> None:
     """Detection power: colour, presence and size plants at several strengths."""
+    rows = power_rows(n=n, seeds=seeds, strengths=[float(x) for x in strengths.split(",") if x], heml=heml, log=log)
+    _power_summary(rows)
+
+
+def power_rows(*, n: int, seeds: int, strengths, heml: bool = False, log: Path | None = None) -> list[dict]:
+    """One dict per (strength, seed, plant kind) scan of the independent generator."""
     from independent_faces import write_faces
 
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-audit-power-"))
     try:
-        for p in [float(x) for x in strengths.split(",") if x]:
+        for p in strengths:
             for seed in range(seeds):
                 plants = [f"{label}:{attr}={p:g}" for label, attr, _, _ in POWER.values()]
                 data = write_faces(tmp / f"faces-{p}-{seed}", n=n, seed=seed, plants=plants)
@@ -164,7 +178,7 @@ def power(n: int, seeds: int, strengths: str, heml: bool, log: Path | None) -> N
                 shutil.rmtree(ws, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _power_summary(rows)
+    return rows
 
 
 def _power_summary(rows: list[dict]) -> None:
@@ -186,6 +200,13 @@ def _power_summary(rows: list[dict]) -> None:
 @click.option("--permutations", type=int, default=200, show_default=True)
 def probe_timing(n: int, nodes: int, dims: int, permutations: int) -> None:
     """Wall time of the shortcut finder (permutation p-values) for one label over all nodes."""
+    r = shortcut_timing(n=n, nodes=nodes, dims=dims, permutations=permutations)
+    click.echo(f"{nodes} nodes × {n} images × {dims} dims, {permutations} permutations: {r['seconds']:.1f} s "
+               f"({r['seconds'] / nodes:.2f} s per node); null p < 0.05 in {r['null_p_below_005']:.0%} of nodes")
+
+
+def shortcut_timing(*, n: int, nodes: int, dims: int, permutations: int) -> dict:
+    """Time ``ShortcutFinder`` on random embeddings (no signal) for one label over ``nodes`` nodes."""
     import numpy as np
     import pandas as pd
 
@@ -203,8 +224,8 @@ def probe_timing(n: int, nodes: int, dims: int, permutations: int) -> None:
     found = finder.find(inputs)
     seconds = time.perf_counter() - t0
     ps = np.array([f.p_value for f in found])
-    click.echo(f"{nodes} nodes × {n} images × {dims} dims, {permutations} permutations: {seconds:.1f} s "
-               f"({seconds / nodes:.2f} s per node); null p < 0.05 in {(ps < 0.05).mean():.0%} of nodes")
+    return {"n": n, "nodes": nodes, "dims": dims, "permutations": permutations, "seconds": seconds,
+            "null_p_below_005": float((ps < 0.05).mean()) if len(ps) else float("nan")}
 
 
 @cli.command()

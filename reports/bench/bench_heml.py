@@ -160,7 +160,11 @@ def run_worker(spec: dict, *, src: str | None = None, contend: int = 0) -> dict:
             env.pop(key, None)  # the old code ran with OpenMP's defaults
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(contend)]
     try:
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+        # through a tiny python: Linux hands a child its parent's peak RSS (ru_maxrss survives
+        # vfork + exec), so a worker started straight from a large process (the benchmark runner)
+        # would report that peak as its own
+        fresh = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"]
+        proc = subprocess.run([*fresh, sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
                               text=True, env=env)
     finally:
         for b in busy:

@@ -32,18 +32,24 @@ def main() -> int:
     ap.add_argument("--loads", type=int, default=3)
     args = ap.parse_args()
     os.environ.setdefault("BIASAUDIT_PROGRESS", "0")
+    result = run(n=args.n, work=args.work, workers=args.workers, loads=args.loads)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def run(*, n: int, work: Path, workers: int = 2, loads: int = 3) -> dict:
+    """Generate (or reuse under ``work``), scan, write the report, load it ``loads`` times."""
     from report_browser import chromium_path, load_report
 
     from biasaudit.audit.scan import run_scan
     from biasaudit.data.synth.faces import SynthFacesConfig, write_synthfaces
     from biasaudit.report import write_report
 
-    data, ws = args.work / f"data-{args.n}", args.work / f"ws-{args.n}"
+    data, ws = work / f"data-{n}", work / f"ws-{n}"
     seconds = {}
     t0 = time.perf_counter()
     if not (data / "synth.json").is_file():
-        write_synthfaces(data, SynthFacesConfig(n=args.n, seed=0, plants=("Smiling:Blond_Hair=0.9",)),
-                         workers=args.workers)
+        write_synthfaces(data, SynthFacesConfig(n=n, seed=0, plants=("Smiling:Blond_Hair=0.9",)), workers=workers)
     seconds["synth"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if not (ws / "findings.json").is_file():
@@ -53,20 +59,18 @@ def main() -> int:
     path = write_report(ws)
     seconds["write_report"] = time.perf_counter() - t0
     size = path.stat().st_size
-    loads = []
+    load_times = []
     n_images = 0
     if chromium_path():
-        for _ in range(args.loads):
+        for _ in range(loads):
             loaded = load_report(path)
             assert not loaded.console_errors and not loaded.requests, (loaded.console_errors, loaded.requests)
             assert all(img["w"] > 0 for img in loaded.images)
-            loads.append(loaded.load_seconds)
+            load_times.append(loaded.load_seconds)
             n_images = len(loaded.images)
-    result = {"n_images": args.n, "report_bytes": size, "report_mb": round(size / 2**20, 2),
-              "embedded_images": n_images, "chromium_load_s": [round(x, 3) for x in loads],
-              "seconds": {k: round(v, 1) for k, v in seconds.items()}}
-    print(json.dumps(result, indent=2))
-    return 0
+    return {"n_images": n, "report_bytes": size, "report_mb": round(size / 2**20, 2),
+            "embedded_images": n_images, "chromium_load_s": [round(x, 3) for x in load_times],
+            "seconds": {k: round(v, 1) for k, v in seconds.items()}}
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ peak resident memory of the scanning process.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -57,15 +58,24 @@ def cli() -> None:
 @click.option("--only", default="", help="Comma-separated case names to run (default: all).")
 def matrix(n: int, generators: str, heml: bool, seeds: int, control_seeds: int, only: str) -> None:
     """The acceptance matrix as a markdown table."""
-    wanted = {s for s in only.split(",") if s}
     click.echo(f"n={n}, heml={heml}\n")
     click.echo("| dataset | setting | seed | top flagged finding (segment / attribute / severity) | result | scan s |")
     click.echo("|---|---|---|---|---|---|")
-    failures = total = 0
+    rows = matrix_rows(n=n, generators=generators.split(","), heml=heml, seeds=seeds, control_seeds=control_seeds,
+                       only={s for s in only.split(",") if s},
+                       echo=lambda r: click.echo(f"| {r['generator']} | {r['setting']} | {r['seed']} | {r['top']} | "
+                                                 f"{'pass' if r['ok'] else '**FAIL**'} | {r['seconds']:.1f} |"))
+    click.echo(f"\n{sum(r['ok'] for r in rows)}/{len(rows)} passed")
+
+
+def matrix_rows(*, n: int, generators: list[str], heml: bool, seeds: int, control_seeds: int,
+                only: set[str] = frozenset(), echo=None) -> list[dict]:
+    """Scan every (generator, setting, seed) of the matrix; one dict per scan."""
+    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
-        for generator in generators.split(","):
+        for generator in generators:
             for case, seed in _settings(seeds, control_seeds):
-                if wanted and case.name.split(" ")[0] not in wanted:
+                if only and case.name.split(" ")[0] not in only:
                     continue
                 data, ws = Path(tmp) / "data", Path(tmp) / "ws"
                 shutil.rmtree(data, ignore_errors=True)
@@ -74,11 +84,11 @@ def matrix(n: int, generators: str, heml: bool, seeds: int, control_seeds: int, 
                 t0 = time.perf_counter()
                 result = scan_case(data, ws, case, seed=seed, heml=heml)
                 ok, text = judge(case, result.findings)
-                total += 1
-                failures += not ok
-                click.echo(f"| {generator} | {case.name} | {seed} | {text} | {'pass' if ok else '**FAIL**'} "
-                           f"| {time.perf_counter() - t0:.1f} |")
-    click.echo(f"\n{total - failures}/{total} passed")
+                rows.append({"generator": generator, "setting": case.name, "seed": seed, "top": text, "ok": bool(ok),
+                             "seconds": time.perf_counter() - t0, "n": n, "heml": heml})
+                if echo is not None:
+                    echo(rows[-1])
+    return rows
 
 
 @cli.command()
@@ -102,7 +112,21 @@ def timing(sizes: str, heml: bool, px: int) -> None:
 @click.option("--n", type=int, required=True)
 @click.option("--size", "px", type=int, default=128)
 @click.option("--heml/--no-heml", default=True)
-def one(n: int, px: int, heml: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON line instead of a table row.")
+def one(n: int, px: int, heml: bool, as_json: bool) -> None:
+    r = scan_once(n=n, px=px, heml=heml)
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    s = r["stages"]
+    click.echo(f"| {n} | {r['generate_s']:.1f} | {s.get('segment', 0):.1f} | {s.get('heml', 0):.1f} "
+               f"| {s.get('audit', 0):.1f} | {r['scan_s']:.1f} | {r['total_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+               f"{r['top'] or 'none'} |")
+
+
+def scan_once(*, n: int, px: int, heml: bool) -> dict:
+    """Generate SynthFaces (n, px px, blond hair planted on Smiling) and scan it once: seconds per
+    scan stage, generation, total, and this process's peak RSS (run it in a fresh process)."""
     case = CASES["smiling-blond"]
     with tempfile.TemporaryDirectory(prefix="bench-scan-") as tmp:
         t0 = time.perf_counter()
@@ -110,12 +134,11 @@ def one(n: int, px: int, heml: bool) -> None:
         t_gen = time.perf_counter() - t0
         result = scan_case(data, Path(tmp) / "ws", case, seed=0, heml=heml, device="cpu")
         total = time.perf_counter() - t0
-    s = result.seconds
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     top = result.flagged[0] if result.flagged else None
-    click.echo(f"| {n} | {t_gen:.1f} | {s.get('segment', 0):.1f} | {s.get('heml', 0):.1f} | {s.get('audit', 0):.1f} "
-               f"| {sum(s.values()):.1f} | {total:.1f} | {peak:.0f} | "
-               f"{top.attribute + f' ({top.severity:.2f})' if top else 'none'} |")
+    return {"n": n, "px": px, "heml": heml, "generate_s": t_gen, "stages": dict(result.seconds),
+            "scan_s": sum(result.seconds.values()), "total_s": total,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "top": f"{top.attribute} ({top.severity:.2f})" if top else None}
 
 
 if __name__ == "__main__":

@@ -74,7 +74,11 @@ def bench_size(tmp: Path, *, size: int, n: int) -> list[dict]:
     spec = f"segformer:{model}"
     cold, t_cold = _timed(lambda: segment_dataset(data, ws, segmenter=spec, device="cpu", batch_size=8))
     assert cold.n_segmented == n
-    (ws / "segments.parquet").unlink()
+    segments = ws / "segments.parquet"  # one file, or a folder of shards
+    if segments.is_dir():
+        shutil.rmtree(segments)
+    else:
+        segments.unlink()
     cached, t_cache = _timed(lambda: segment_dataset(data, ws, segmenter=spec, device="cpu", batch_size=8))
     assert cached.n_cached == n and cached.n_segmented == 0
     warm, t_warm = _timed(lambda: segment_dataset(data, ws, segmenter=spec, device="cpu", batch_size=8))

@@ -7,13 +7,14 @@ mask pixels, byte-identical output per seed, accessory pixels iff attribute, hai
 names); writes ``reports/synthfaces_contact_sheet.png`` and the "SynthFaces" section of
 ``reports/benchmarks.md``.
 
-Run: .venv/bin/python reports/bench/bench_synth.py [--n 2000]
+Run: .venv/bin/python reports/bench/bench_synth.py [--n 2000] [--no-write] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import tempfile
@@ -61,10 +62,13 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
-    args = ap.parse_args()
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only: leave reports/benchmarks.md and the contact sheet untouched")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
     n = args.n
     all_cores = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else set()
     if all_cores:
@@ -169,6 +173,17 @@ def main() -> None:
         best.append(f"{label} {np.max(np.maximum(auc, 1 - auc)):.2f}")
     rows.append(("best single-pixel AUC (brightness), n=1000, no plant", ", ".join(best)))
 
+    if args.json is not None:
+        figures = {"render_images_per_cpu_s": n / render_cpu, "render_images_per_s": n / render_time,
+                   "write_images_per_cpu_s": n / min(c_write1, c_write1b),
+                   "write_images_per_s": n / min(t_write1, t_write1b), "write_workers2_images_per_s": n / t_write2,
+                   "dataset_mb": mb, "bad_mask_ids": bad_ids, "accessory_mismatches": mismatch,
+                   "byte_identical_same_seed": identical, "byte_identical_workers": identical_workers,
+                   "other_seed_differs": differs, "hair_colour_agreement": hair_agree}
+        args.json.write_text(json.dumps({"n": n, "figures": figures, "rows": rows}, indent=1, default=float), "utf-8")
+    if args.no_write:
+        print("\n".join(f"| {_cell(a)} | {_cell(b)} |" for a, b in rows))
+        return
     sheet = contact_sheet(SynthFacesConfig(n=32, seed=7), cols=8, rows=4)
     cv2.imwrite(str(REPORTS / "synthfaces_contact_sheet.png"), sheet[..., ::-1])
 

@@ -44,6 +44,23 @@ def bench(root: Path, workers: int, **kw) -> tuple[float, int]:
     return time.perf_counter() - start, m.n_ok
 
 
+def run(*, n: int, size: int, workers: list[int], real: bool = True) -> list[dict]:
+    """One dict per (data, workers): seconds and images validated; ``real`` adds the CCP copy
+    when it is present."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        native = make_native(Path(tmp) / "native", n, size)
+        cases = [(f"generated native {size}×{size} JPEG + PNG mask", native, {"schema": "celebamask-hq"})]
+        if real and (CCP / "photos").is_dir():
+            cases.insert(0, ("CCP real (≈550×830 JPEG + label PNG)", CCP, {}))
+        for name, root, kw in cases:
+            bench(root, 1, **kw)  # warm the page cache so both runs read from memory
+            for w in workers:
+                seconds, n_ok = bench(root, w, **kw)
+                rows.append({"data": name, "n": n_ok, "workers": w, "seconds": seconds})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
@@ -53,16 +70,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU")
     print("| data | images | workers | seconds | images/s |")
     print("|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
-        native = make_native(Path(tmp) / "native", args.n, args.size)
-        cases = [(f"generated native {args.size}×{args.size} JPEG + PNG mask", native, {"schema": "celebamask-hq"})]
-        if (CCP / "photos").is_dir():
-            cases.insert(0, ("CCP real (≈550×830 JPEG + label PNG)", CCP, {}))
-        for name, root, kw in cases:
-            bench(root, 1, **kw)  # warm the page cache so both runs read from memory
-            for workers in map(int, args.workers.split(",")):
-                seconds, n_ok = bench(root, workers, **kw)
-                print(f"| {name} | {n_ok} | {workers} | {seconds:.2f} | {n_ok / seconds:.0f} |")
+    for r in run(n=args.n, size=args.size, workers=list(map(int, args.workers.split(",")))):
+        print(f"| {r['data']} | {r['n']} | {r['workers']} | {r['seconds']:.2f} | {r['n'] / r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

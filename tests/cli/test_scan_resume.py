@@ -45,7 +45,7 @@ def _resume_matches_fresh(tmp_path: Path, *, stage: str, heml: bool, epochs_scal
                   epochs_scale=epochs_scale)
     with pytest.raises(_Stopped):
         run_scan(data, ws, on_stage=_stop_after(stage), **kwargs)
-    assert (ws / "segments.parquet").is_file() and not (ws / "findings.json").exists()
+    assert (ws / "segments.parquet").is_dir() and not (ws / "findings.json").exists()
     import pandas as pd
 
     segments = pd.read_parquet(ws / "segments.parquet")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def test_segformer_caches_by_content_and_never_segments_twice(synth_dir, tiny_se
     manifest = pd.read_parquet(ws / "manifest.parquet")
     assert sorted(p.stem for p in cached) == sorted(manifest["sha256"])
     # lose the statistics (as a killed run would): label maps come back from the cache
-    (ws / "segments.parquet").unlink()
+    shutil.rmtree(ws / "segments.parquet")
     second = segment_dataset(synth_dir, ws, segmenter=spec, device="cpu")
     assert second.n_segmented == 0 and second.n_cached == 24
     pd.testing.assert_frame_equal(first.segments, second.segments)
@@ -189,10 +190,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(synth_dir, tmp_path, monk
                 raise KeyboardInterrupt  # what Ctrl-C or a kill looks like mid-run
             return super().segment_samples(samples, images)
 
-    monkeypatch.setattr(pipeline, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(pipeline, "SHARD_IMAGES", 4)  # one shard per batch: each is saved when done
     ws = tmp_path / "ws"
     with pytest.raises(KeyboardInterrupt):
         segment_dataset(synth_dir, ws, segmenter=DiesOnThirdBatch(schema=get_schema("celebamask-hq"), batch_size=4))
+    assert sorted(p.name for p in (ws / "segments.parquet").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
     assert pd.read_parquet(ws / "segments.parquet")["image"].nunique() == 8
     resumed = segment_dataset(synth_dir, ws, segmenter="masks")
     assert (resumed.n_reused, resumed.n_segmented, resumed.n_ok) == (8, 16, 24)

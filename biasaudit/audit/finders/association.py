@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from biasaudit.audit import stats
+from biasaudit.audit.attributes import plain_strings
 from biasaudit.audit.finders.base import Finder
 from biasaudit.audit.findings import Finding
 from biasaudit.audit.inputs import (
@@ -40,7 +41,7 @@ class AssociationFinder(Finder):
         out: list[Finding] = []
         table = inputs.attributes
         for node, rows in table.groupby("node", sort=True):
-            rows = rows.set_index("image")
+            rows = plain_strings(rows).set_index("image")  # one node's rows: strings are cheap here
             for attribute in self.attributes:
                 if attribute not in rows.columns:
                     continue
@@ -111,5 +112,5 @@ class AssociationFinder(Finder):
             kind="association", segment=node, attribute=f"{node} {title}: {value}",
             label=column, effect=v, p_value=p, summary=summary + ".",
             evidence={**evidence, "attribute_kind": attribute, "value": value},
-            values=per_image,
+            values=per_image if p < stats.ALPHA else None,  # q >= p: only these can be flagged
         )

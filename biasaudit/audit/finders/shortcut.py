@@ -39,6 +39,7 @@ from scipy import stats as sstats
 from biasaudit.audit.finders.base import Finder
 from biasaudit.audit.findings import Finding
 from biasaudit.audit.inputs import AuditInputs
+from biasaudit.audit.stats import ALPHA
 
 SHORTCUT_WEIGHT = 0.75
 
@@ -144,7 +145,7 @@ class ShortcutFinder(Finder):
                               "n": n, "probe": f"ridge probe, {self.folds}-fold stratified CV",
                               "test": f"label permutation ({self.n_permutations} permutations)",
                               "attribute_kind": "embedding"},
-                    values=values,
+                    values=values if p < ALPHA else None,  # q >= p: only these can be flagged
                 ))
         return out
 

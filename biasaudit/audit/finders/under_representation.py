@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
+from biasaudit.audit.attributes import plain_strings
 from biasaudit.audit.finders.base import Finder
 from biasaudit.audit.findings import Finding
 from biasaudit.audit.inputs import AuditInputs
@@ -100,6 +101,7 @@ class UnderRepresentationFinder(Finder):
     def find(self, inputs: AuditInputs) -> list[Finding]:
         out: list[Finding] = []
         for node, rows in inputs.attributes.groupby("node", sort=True):
+            rows = plain_strings(rows)  # one node's rows: strings are cheap here
             attributes = set(self.attributes) | {a for (n, a) in inputs.reference if n == str(node)}
             for attribute in sorted(attributes):
                 if attribute not in rows.columns:
@@ -130,7 +132,7 @@ class UnderRepresentationFinder(Finder):
             basis = "even share"
             basis_text = f"an even share over the {k} established {attribute} values"
             if attribute == "colour" and inputs.colours is not None:
-                lab = inputs.colours[inputs.colours["node"] == node].set_index("image")
+                lab = plain_strings(inputs.colours[inputs.colours["node"] == node]).set_index("image")
                 names = pd.Series(values.to_numpy(), index=rows.loc[values.index, "image"].astype(str))
                 gaps = {v: colour_gap(lab, names, v) for v in reference}
                 tail_below = max(TAIL_DELTA_E, TAIL_SPACING * neighbour_spacing(lab.reindex(names.index)))

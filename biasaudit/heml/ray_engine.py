@@ -1,0 +1,173 @@
+"""HEML's tree levels on Ray (``--engine ray``): the nodes of one level are independent
+(each reads only its children, trained at the level below), so each trains as its own
+Ray task, with one GPU when the cluster has them.
+
+A task runs exactly the code the local engine runs (:meth:`HEML._fit_group`) on a copy
+of the estimator holding the node's children, with the same seeds and the same number
+of torch threads as this process, so the fitted models, metrics and embeddings are the
+ones a local fit gives. The images and part maps go to the object store once per fit.
+
+:func:`embed_on_ray` runs :meth:`HEML.embed` as a Ray Data stage over the blocks of
+images the local engine embeds one at a time, in an actor pool holding the models.
+
+>>> from biasaudit.core.engine import use_engine
+>>> with use_engine("ray"):                                   # doctest: +SKIP
+...     HEML(tree="celebamask-hq", supervision="self").fit(images, maps)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class RayLevels:
+    """Trains the groups of one tree level as parallel Ray tasks and merges the results
+    into ``heml`` in the level's order (the same state a sequential fit leaves)."""
+
+    def __init__(self, heml, images: np.ndarray, label_maps: np.ndarray, y_codes: np.ndarray,
+                 train_mask: np.ndarray, test_mask: np.ndarray) -> None:
+        import torch
+
+        from biasaudit.core.engine import ray_resources, ray_session
+
+        ray = ray_session()
+        self.heml = heml
+        self.threads = torch.get_num_threads()
+        _, gpus = ray_resources()
+        self.num_gpus = 1 if gpus and heml.device != "cpu" else 0
+        # part ids fit in 16 bits: a quarter of the transfer of the int64 maps
+        compact = label_maps.astype(np.uint16) if label_maps.max(initial=0) < 2 ** 16 else label_maps
+        self.refs = [ray.put(a) for a in (images, compact, y_codes, train_mask, test_mask)]
+        self.maps_dtype = label_maps.dtype
+        self._task = ray.remote(_fit_group_task).options(num_cpus=1, num_gpus=self.num_gpus)
+
+    def fit(self, groups: list[list[str]]) -> None:
+        import ray
+
+        heml = self.heml
+        params = heml.get_params()
+        futures = []
+        for group in groups:
+            kids = [c for name in group for c in heml.tree_.nodes[name].children]
+            state = {
+                "tree": heml.tree_, "classes": heml.classes_,
+                "models": {c: heml.models_[c] for c in kids}, "losses": {c: heml.losses_[c] for c in kids},
+                "metrics": {c: heml.metrics_[c] for c in kids}, "history": {c: heml.history_[c] for c in kids},
+                "area": {c: heml.area_[c] for c in kids},
+                "emb": {c: heml._all_emb[c] for c in kids if c in heml._all_emb},
+            }
+            futures.append(self._task.remote(params, state, group, *self.refs, str(self.maps_dtype),
+                                             self.threads))
+        for group, out in zip(groups, ray.get(futures), strict=True):
+            for name in group:
+                node = out[name]
+                model = node["model"]
+                if not model.trunk_trainable:  # one frozen trunk for the whole tree, as locally
+                    model.trunk = heml._frozen_trunks.setdefault(model.trunk_spec, model.trunk)
+                heml.models_[name] = model
+                heml.losses_[name] = node["loss"]
+                heml.metrics_[name] = node["metrics"]
+                heml.history_[name] = node["history"]
+                heml.area_[name] = node["area"]
+                if node["emb"] is not None:
+                    heml._all_emb[name] = node["emb"]
+
+
+def _fit_group_task(params: dict[str, Any], state: dict[str, Any], group: list[str], images, label_maps,
+                    y_codes, train_mask, test_mask, maps_dtype: str, threads: int) -> dict[str, Any]:
+    """One group of one level, on a Ray worker (see the module docstring)."""
+    import torch
+
+    from biasaudit.heml.estimator import HEML
+    from biasaudit.heml.training import resolve_device
+
+    # the local fit's thread count: CPU reductions are summed in per-thread chunks, so the
+    # same count gives the same bits
+    torch.set_num_threads(threads)
+    heml = HEML(**params)
+    heml.tree_, heml.classes_ = state["tree"], state["classes"]
+    heml.models_, heml.losses_ = dict(state["models"]), dict(state["losses"])
+    heml.metrics_, heml.history_ = dict(state["metrics"]), dict(state["history"])
+    heml.area_, heml._all_emb = dict(state["area"]), dict(state["emb"])
+    heml._frozen_trunks = {}
+    setup = resolve_device(heml.device)
+    heml.device_ = str(setup.device)
+    label_maps = np.asarray(label_maps).astype(maps_dtype)
+    heml._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
+    return {name: {"model": heml.models_[name], "loss": heml.losses_[name], "metrics": heml.metrics_[name],
+                   "history": heml.history_[name], "area": heml.area_[name],
+                   "emb": heml._all_emb.get(name)} for name in group}
+
+
+def embed_on_ray(heml, images: np.ndarray, label_maps: np.ndarray, *, nodes: list[str],
+                 batch_size: int) -> dict[str, np.ndarray]:
+    """:meth:`HEML.embed` as a Ray Data stage: one item per block of ``batch_size`` images
+    (the blocks the local engine uses, so the bits are the same), embedded by an actor pool
+    that holds the models (one GPU per actor when the cluster has GPUs)."""
+    import torch
+
+    from biasaudit.core.engine import ray_resources, ray_session
+
+    ray = ray_session()
+    cpus, gpus = ray_resources()
+    per_actor = 1 if gpus and heml.device != "cpu" else 0
+    compact = label_maps.astype(np.uint16) if label_maps.max(initial=0) < 2 ** 16 else label_maps
+    refs = [ray.put(heml), ray.put(images), ray.put(compact)]
+    starts = list(range(0, len(images), batch_size))
+    ds = ray.data.from_items([{"lo": lo} for lo in starts], override_num_blocks=len(starts))
+    out = ds.map_batches(
+        _EmbedActor, batch_size=1, batch_format="numpy", zero_copy_batch=False,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(gpus if per_actor else cpus, len(starts)))),
+        num_cpus=1, num_gpus=per_actor,
+        fn_constructor_kwargs={"refs": refs, "nodes": nodes, "batch_size": batch_size,
+                               "maps_dtype": str(label_maps.dtype), "threads": torch.get_num_threads()},
+    )
+    dims = [heml.models_[n].embedding_dim for n in nodes]
+    blocks: dict[int, np.ndarray] = {}
+    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        for lo, rows, data in zip(batch["lo"].tolist(), batch["rows"].tolist(), batch["data"].tolist(), strict=True):
+            blocks[int(lo)] = np.frombuffer(data, np.float32).reshape(int(rows), sum(dims))
+    if sorted(blocks) != starts:
+        from biasaudit.core.errors import BiasauditError
+
+        raise BiasauditError(f"the Ray embedding stage returned {len(blocks)} of {len(starts)} blocks; re-run.")
+    whole = np.concatenate([blocks[lo] for lo in starts])
+    edges = np.cumsum([0, *dims])
+    return {n: np.ascontiguousarray(whole[:, edges[k]:edges[k + 1]]) for k, n in enumerate(nodes)}
+
+
+class _EmbedActor:
+    """Ray Data actor: a copy of the fitted HEML (models on this worker's device)."""
+
+    def __init__(self, refs: list, nodes: list[str], batch_size: int, maps_dtype: str, threads: int) -> None:
+        import ray
+        import torch
+
+        from biasaudit.heml.training import resolve_device
+
+        torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
+        self.heml, self.images, maps = ray.get(refs)
+        self.maps = np.asarray(maps).astype(maps_dtype)
+        self.nodes, self.batch_size = nodes, batch_size
+        self.setup = resolve_device(self.heml.device)
+        self.needed: set[str] = set()
+        for name in nodes:
+            self.needed |= self.heml._needs(name)
+        for name in self.needed:
+            self.heml.models_[name] = self.heml.models_[name].to(self.setup.device).eval()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        los, rows, data = [], [], []
+        for lo in batch["lo"].tolist():
+            lo = int(lo)
+            hi = lo + self.batch_size
+            emb = self.heml._embed_block(self.images[lo:hi], self.maps[lo:hi], self.needed, self.setup,
+                                         self.batch_size)
+            whole = np.concatenate([emb[n] for n in self.nodes], axis=1).astype(np.float32)
+            los.append(lo)
+            rows.append(len(whole))
+            data.append(whole.tobytes())
+        return {"lo": np.asarray(los, np.int64), "rows": np.asarray(rows, np.int64),
+                "data": np.array(data, dtype=object)}

@@ -310,26 +310,9 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
             ids = todo[lo : lo + chunk]
             samples = [by_id[i] for i in ids]
             images = list(pool.map(_read_image_or_error, samples))
-            maps: list[np.ndarray | SegmentFailure | None] = [None] * len(ids)
-            for k, im in enumerate(images):
-                if isinstance(im, SegmentFailure):
-                    maps[k] = im
-            if cache is not None:
-                for k, img in enumerate(ids):
-                    if maps[k] is None:
-                        hit = cache.get(sha_of[img])
-                        if hit is not None and hit.shape == images[k].shape[:2]:
-                            maps[k] = hit
-                            counts["cached"] += 1
-            need = [k for k in range(len(ids)) if maps[k] is None]
-            if need:
-                outs = seg.segment_samples([samples[k] for k in need], [images[k] for k in need])
-                for k, out in zip(need, outs, strict=True):
-                    maps[k] = out
-                    if isinstance(out, np.ndarray):
-                        counts["segmented"] += 1
-                        if cache is not None:
-                            cache.put(sha_of[ids[k]], out)
+            maps, how = label_maps(seg, samples, images, [sha_of[i] for i in ids], cache)
+            counts["cached"] += how.count("cached")
+            counts["segmented"] += how.count("segmented")
             jobs = []
             for k, img in enumerate(ids):
                 if isinstance(maps[k], SegmentFailure):
@@ -447,6 +430,30 @@ def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str]
         _drop_stale(ws, len(shards))
     replace(manifest, table=table).save(ws.manifest)
     return table
+
+
+def label_maps(seg: Segmenter, samples: list, images: list, shas: list[str], cache) -> tuple[list, list]:
+    """(part map or :class:`SegmentFailure`, how) per image: an unreadable image stays its
+    failure; a cached map of the same size is reused (how ``cached``); the rest are
+    segmented in one call and cached (how ``segmented``). Both engines go through here."""
+    maps: list = [im if isinstance(im, SegmentFailure) else None for im in images]
+    how: list[str | None] = [None] * len(images)
+    if cache is not None:
+        for k, sha in enumerate(shas):
+            if maps[k] is None:
+                hit = cache.get(sha)
+                if hit is not None and hit.shape == images[k].shape[:2]:
+                    maps[k], how[k] = hit, "cached"
+    need = [k for k in range(len(images)) if maps[k] is None]
+    if need:
+        outs = seg.segment_samples([samples[k] for k in need], [images[k] for k in need])
+        for k, out in zip(need, outs, strict=True):
+            maps[k] = out
+            if isinstance(out, np.ndarray):
+                how[k] = "segmented"
+                if cache is not None:
+                    cache.put(shas[k], out)
+    return maps, how
 
 
 def _read_image_or_error(sample) -> np.ndarray | SegmentFailure:

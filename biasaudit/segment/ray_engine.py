@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from biasaudit.segment.base import Segmenter, SegmentFailure
@@ -119,28 +118,12 @@ def _same(seg: Segmenter) -> Segmenter:  # noqa: D103  (a picklable "return seg"
 
 def _segment_items(seg: Segmenter, items: list[dict], cache) -> list[dict[str, Any]]:
     """One batch, as the local loop does it: read, reuse cached maps, segment the rest, describe."""
-    from biasaudit.segment.pipeline import _read_image_or_error
+    from biasaudit.segment.pipeline import _read_image_or_error, label_maps
     from biasaudit.segment.stats import part_statistics_columns
 
     samples = [it["sample"] for it in items]
     images = [_read_image_or_error(s) for s in samples]
-    maps: list[Any] = [im if isinstance(im, SegmentFailure) else None for im in images]
-    how: list[str | None] = [None] * len(items)
-    if cache is not None:
-        for k, it in enumerate(items):
-            if maps[k] is None:
-                hit = cache.get(it["sha"])
-                if hit is not None and hit.shape == images[k].shape[:2]:
-                    maps[k], how[k] = hit, "cached"
-    need = [k for k in range(len(items)) if maps[k] is None]
-    if need:
-        outs = seg.segment_samples([samples[k] for k in need], [images[k] for k in need])
-        for k, out in zip(need, outs, strict=True):
-            maps[k] = out
-            if isinstance(out, np.ndarray):
-                how[k] = "segmented"
-                if cache is not None:
-                    cache.put(items[k]["sha"], out)
+    maps, how = label_maps(seg, samples, images, [it.get("sha") for it in items], cache)
     results = []
     for k, s in enumerate(samples):
         if isinstance(maps[k], SegmentFailure):

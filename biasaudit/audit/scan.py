@@ -67,6 +67,7 @@ class ScanSettings:
     heml: bool = True
     heml_size: int = 128
     epochs_scale: float = 1.0
+    heml_max_images: int | None = 2000
     concurrent: bool = False
     embedder: str | None = None
     k_range: tuple[int, int] = (2, 8)
@@ -77,6 +78,7 @@ class ScanSettings:
         """The settings a trained HEML depends on: reuse it only when these match."""
         return {"recipe": self.recipe, "seed": self.seed, "heml_size": self.heml_size,
                 "epochs_scale": self.epochs_scale, "concurrent": self.concurrent, "supervision": "self",
+                "max_train_images": self.heml_max_images,
                 **({"embedder": self.embedder} if self.embedder else {})}
 
 
@@ -116,7 +118,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
              device: str = "auto", seed: int = 0, heml: bool = True, heml_size: int = 128,
              epochs_scale: float = 1.0, concurrent: bool = False, reference: str | Path | None = None,
              log=None, on_stage=None, embedder: str | None = None, engine: str = "local",
-             address: str | None = None) -> ScanResult:
+             address: str | None = None, heml_max_images: int | None = 2000) -> ScanResult:
     """Scan ``data`` into workspace ``out`` and return the ranked findings.
 
     ``engine="ray"`` runs validation, segmentation, statistics and HEML's tree levels on
@@ -132,6 +134,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
         labels=tuple(labels), sensitive=tuple(sensitive), causal=tuple(causal), segmenter=segmenter,
         schema=schema, layout=layout, recipe=recipe, device=device, seed=seed, heml=heml,
         heml_size=heml_size, epochs_scale=epochs_scale, concurrent=concurrent, embedder=embedder,
+        heml_max_images=heml_max_images,
         reference=None if reference is None else str(reference),
     )
     say = log or (lambda msg: None)
@@ -311,6 +314,7 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
         fit_heml_workspace(ws.root, supervision="self", recipe=settings.recipe,
                            image_size=settings.heml_size, device=settings.device,
                            seed=settings.seed, epochs_scale=settings.epochs_scale,
+                           max_train_images=settings.heml_max_images,
                            concurrent=settings.concurrent, embedder=settings.embedder, embed=False)
         write_json_atomic(key_path, key)
     # fresh or reused, the embeddings come from the saved model into float16 files, streamed:

@@ -25,10 +25,13 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and the initial weights.")
 @click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Multiply every node's epochs (GPU users turn it up).")
+@click.option("--max-train-images", type=click.IntRange(min=0), default=2000, show_default=True, metavar="N",
+              help="Train on a fixed sample of at most N images (stratified by --label), so memory does not "
+                   "grow with the dataset; every image is still embedded. 0: train on all.")
 @click.option("--baseline", is_flag=True,
               help="Also train one whole-image model on the same compute budget, for comparison.")
 def heml(data: Path, out: Path, label: str, embedder: str, recipe: str | None, segmenter: str, device: str,
-         seed: int, epochs_scale: float, baseline: bool) -> None:
+         seed: int, epochs_scale: float, max_train_images: int, baseline: bool) -> None:
     """Train HEML on DATA's label COL and print each node's retrieval quality.
 
     \b
@@ -50,6 +53,7 @@ def heml(data: Path, out: Path, label: str, embedder: str, recipe: str | None, s
     model = train_label_heml(data, out, label=label, embedder=None if embedder == "recipe" else embedder,
                              recipe=recipe, device=device, seed=seed, segmenter=segmenter,
                              epochs_scale=epochs_scale, baseline=baseline,
+                             max_train_images=_max_images(max_train_images),
                              log=lambda msg: click.echo(f"· {msg}", err=True))
     click.echo(format_node_table(model))
     click.echo(f"\nModels: {Path(out) / 'models'} (tree.json, <node>/metrics.json)")
@@ -78,3 +82,8 @@ def format_node_table(model) -> str:
                      f"{num(base.get('map_at_r'))} {num(base.get('chance_p_at_1'))} "
                      f"{base.get('n_train', 0):>6} {base.get('n_test', 0):>5} {base.get('resolution', 0):>4}")
     return "\n".join(lines)
+
+
+def _max_images(value: int) -> int | None:
+    """``--max-train-images``: 0 means every image (HEML's None)."""
+    return None if value == 0 else value

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from biasaudit.cli._options import engine_options
 from biasaudit.data import LAYOUTS
+
+if TYPE_CHECKING:
+    from biasaudit.core.engine import Engine
 
 
 def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -39,6 +44,9 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
                    "statistics only, in seconds.")
 @click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Multiply every HEML node's epochs (GPU users turn it up).")
+@click.option("--heml-max-images", type=click.IntRange(min=0), default=2000, show_default=True, metavar="N",
+              help="HEML trains on a fixed sample of at most N images, so memory does not grow with the "
+                   "dataset; every image is still embedded and audited. 0: train on all.")
 @click.option("--concurrent", is_flag=True,
               help="Train all HEML nodes of a tree level at once (stacked parameters); sequential "
                    "is faster on CPUs, see reports/benchmarks.md.")
@@ -48,20 +56,16 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
               help="Expected shares of attribute values (CSV attribute,value,share or JSON), e.g. "
                    "'hair colour,gray,0.05': under-representation is judged against them instead of "
                    "an even share, and a listed value seen in no image is a finding too.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where validation, segmentation, part statistics and HEML's tree levels run: this process, or "
-                   "Ray (Ray Data actor pools; needs the ray extra). Same files and findings either way.")
-@click.option("--address", default=None, metavar="HOST:PORT",
-              help="With --engine ray: the Ray cluster to join (the address `ray start --head` prints); "
-                   "default: start a local Ray instance. DATA and WS must be visible to every node.")
+@engine_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many findings to print.")
 @click.option("--report/--no-report", "report", default=True, show_default=True,
               help="Write or refresh the HTML report WS/report.html and print its path.")
 def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, ...],
          causal: tuple[str, ...], segmenter: str, schema: str | None, layout: str, recipe: str | None,
-         device: str, seed: int, heml: bool, epochs_scale: float, concurrent: bool, embedder: str,
-         reference: Path | None, engine: str, address: str | None, top: int, report: bool) -> None:
+         device: str, seed: int, heml: bool, epochs_scale: float, heml_max_images: int, concurrent: bool,
+         embedder: str,
+         reference: Path | None, engine: Engine, top: int, report: bool) -> None:
     """Audit DATA for part-level bias and write the findings to WS.
 
     \b
@@ -94,7 +98,8 @@ def scan(data: Path, out: Path, labels: tuple[str, ...], sensitive: tuple[str, .
                           segmenter=segmenter, schema=schema, layout=layout, recipe=recipe,
                           device=device, seed=seed, heml=heml, epochs_scale=epochs_scale,
                           concurrent=concurrent, reference=reference,
-                          embedder=None if embedder == "recipe" else embedder, engine=engine, address=address,
+                          heml_max_images=None if heml_max_images == 0 else heml_max_images,
+                          embedder=None if embedder == "recipe" else embedder, engine=engine,
                           log=lambda msg: click.echo(f"· {msg}", err=True))
     except NothingTestedError as exc:
         if exc.failures:

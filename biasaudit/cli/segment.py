@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from biasaudit.cli._options import engine_options
 from biasaudit.data import LAYOUTS
+
+if TYPE_CHECKING:
+    from biasaudit.core.engine import Engine
 
 
 @click.command("segment")
@@ -24,20 +29,13 @@ from biasaudit.data import LAYOUTS
               help="Dataset layout; auto detects it from the folder names.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where model segmenters run (auto: a GPU when present).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images per model forward pass.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Threads for decoding and statistics (default: CPU count, at most 8).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="Where validation, segmentation and part statistics run: this process, or "
-                   "Ray (Ray Data actor pools; needs the ray extra). Same files and findings either way.")
-@click.option("--address", default=None, metavar="HOST:PORT",
-              help="With --engine ray: the Ray cluster to join (the address `ray start --head` prints); "
-                   "default: start a local Ray instance. DATA and WS must be visible to every node.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per model forward pass (default: 8 on a CPU, 64 on a GPU).")
+@engine_options
 @click.option("--revalidate", is_flag=True,
               help="Decode and hash every image again, even files unchanged since the last run.")
 def segment(data: Path, out: Path, segmenter: str, schema: str | None, layout: str, device: str,
-            batch_size: int, workers: int | None, engine: str, address: str | None, revalidate: bool) -> None:
+            batch_size: int | None, engine: Engine, revalidate: bool) -> None:
     """Turn every image of DATA into a part map and per-part statistics in WS.
 
     \b
@@ -45,6 +43,7 @@ def segment(data: Path, out: Path, segmenter: str, schema: str | None, layout: s
     present, area_frac, bbox, CIELAB colour and its name), WS/masks/ (label maps made
     by a model, cached by image hash) and WS/config.json. A re-run only decodes images
     whose files changed (size or modification time) since the last run in WS.
+    WS/timings.json says where the time went (decoding vs the model, images/s).
 
     \b
     Examples:
@@ -53,12 +52,10 @@ def segment(data: Path, out: Path, segmenter: str, schema: str | None, layout: s
       biasaudit segment photos/ --out WS --segmenter segformer:models/face-parsing --schema celebamask-hq
       biasaudit segment DATA --out WS --engine ray --address HEAD:6379
     """
-    from biasaudit.core.engine import make_engine
     from biasaudit.segment import segment_dataset
 
     result = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout,
-                             device=device, batch_size=batch_size, workers=workers,
-                             revalidate=revalidate, engine=make_engine(engine, address=address))
+                             device=device, batch_size=batch_size, revalidate=revalidate, engine=engine)
     click.echo(result.summary())
     if result.n_ok == 0:
         raise click.ClickException(

@@ -1,6 +1,7 @@
 """Where the per-image stages and HEML's tree levels run.
 
-- ``local`` (the default): this process, threads for decoding; needs no service.
+- ``local`` (the default): this process, ``decode_workers`` threads decoding ahead of the
+  models (:func:`decode_ahead`); needs no service.
 - ``ray``: validation, segmentation and part statistics run as Ray Data ``map_batches``
   stages (model stages in actor pools, one GPU per actor when the cluster has GPUs), and
   the nodes of one HEML tree level train as parallel Ray tasks. ``address`` joins an
@@ -11,7 +12,11 @@
 The engine is chosen for a block of work with :func:`use_engine`, as joblib's
 ``parallel_backend`` chooses one for scikit-learn: the stages deep inside ask
 :func:`current_engine` rather than every function in between passing it along. Whatever
-the engine, the workspace files are the same, row for row.
+the engine (and however many decoding workers), the workspace files are the same, row for row.
+
+Each per-image stage adds where its time went to ``WS/timings.json`` (:class:`StageClock`):
+decoding (summed over the workers) against the model's compute, and how long the model
+waited for decoded images, which says whether a stage is bound by decoding or by the model.
 
 >>> current_engine().name
 'local'
@@ -28,8 +33,11 @@ import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from biasaudit.core.errors import BiasauditError, MissingExtraError, ValidationError
@@ -41,32 +49,63 @@ RAY_EXTRA_MESSAGE = "--engine ray needs the ray extra: pip install 'biasaudit[ra
 @dataclass(frozen=True)
 class Engine:
     """An engine choice: ``name`` in :data:`ENGINES`; ``address`` of a Ray cluster
-    (None: start a local instance with ``num_cpus`` CPUs, default all available)."""
+    (None: start a local instance with ``num_cpus`` CPUs, default all available);
+    ``decode_workers`` threads decoding images on this machine (None: one per CPU this
+    process may use, see :func:`default_decode_workers`)."""
 
     name: str = "local"
     address: str | None = None
     num_cpus: int | None = None
+    decode_workers: int | None = None
 
     @property
     def is_ray(self) -> bool:
         return self.name == "ray"
+
+    @property
+    def workers(self) -> int:
+        """The decoding threads to start: ``decode_workers`` or the default."""
+        return self.decode_workers or default_decode_workers()
 
 
 LOCAL = Engine()
 _CURRENT: contextvars.ContextVar[Engine | None] = contextvars.ContextVar("biasaudit_engine", default=None)
 
 
-def make_engine(name: str = "local", *, address: str | None = None, num_cpus: int | None = None) -> Engine:
-    """A checked :class:`Engine` (``--engine`` / ``--address`` on the command line).
+def make_engine(name: str | Engine = "local", *, address: str | None = None, num_cpus: int | None = None,
+                decode_workers: int | None = None) -> Engine:
+    """A checked :class:`Engine` (``--engine`` / ``--address`` / ``--decode-workers`` on the
+    command line); an :class:`Engine` given as ``name`` is returned as it is.
 
     >>> make_engine("ray").is_ray
     True
+    >>> make_engine("local", decode_workers=3).workers
+    3
     """
+    if isinstance(name, Engine):
+        if address is not None or num_cpus is not None or decode_workers is not None:
+            raise ValidationError("make_engine() got an Engine and options for it; set them on the Engine.")
+        return name
+    if decode_workers is not None and (isinstance(decode_workers, bool) or not isinstance(decode_workers, int)
+                                       or decode_workers < 1):
+        raise ValidationError(f"--decode-workers must be an integer >= 1; got {decode_workers!r}.")
     if name not in ENGINES:
         raise ValidationError(f"--engine must be one of {', '.join(ENGINES)}; got {name!r}.")
     if address is not None and name != "ray":
         raise ValidationError(f"--address {address} names a Ray cluster; it needs --engine ray.")
-    return Engine(name=name, address=address or None, num_cpus=num_cpus)
+    return Engine(name=name, address=address or None, num_cpus=num_cpus, decode_workers=decode_workers)
+
+
+def default_decode_workers() -> int:
+    """One decoding thread per CPU this process may run on (``os.sched_getaffinity``): the
+    decoders (PIL, OpenCV, zlib) release the GIL, so threads decode in parallel.
+
+    >>> default_decode_workers() >= 1
+    True
+    """
+    from biasaudit.core.threads import available_cpus
+
+    return available_cpus()
 
 
 def current_engine() -> Engine:
@@ -83,6 +122,151 @@ def use_engine(engine: str | Engine = "local", *, address: str | None = None) ->
         yield chosen
     finally:
         _CURRENT.reset(token)
+
+
+# --------------------------------------------------------------------------- decoding ahead
+
+
+@dataclass
+class StageClock:
+    """Where one per-image stage's time went (accumulated as it runs; mutable, like a stopwatch).
+
+    - ``decode_s``: decoding and preparing inputs, summed over the decoding workers (their
+      seconds, whether or not they overlapped with the model);
+    - ``wait_s``: time the model side waited for decoded inputs (decoding *not* hidden
+      behind compute: a stage bound by decoding has ``wait_s`` close to ``wall_s``);
+    - ``compute_s``: the model's forward passes (results copied back, so on a GPU the
+      device work is inside it); ``busy`` = ``compute_s / wall_s`` is the device's share;
+    - ``other_s``: named extras (``stats_s``: part statistics and label-map cache writes,
+      summed over workers; ``validate_s``: validation before the stage; ``write_s``:
+      writing outputs).
+
+    On the Ray engine the decoding and the models run on the cluster's workers: only
+    ``wall_s`` and ``n_images`` are measured, here on the driver.
+
+    >>> clock = StageClock("segment", decode_workers=2)
+    >>> clock.n_images, clock.compute_s = 10, 2.0
+    >>> clock.wall_s = 4.0
+    >>> clock.as_dict()["images_per_s"], clock.as_dict()["busy"]
+    (2.5, 0.5)
+    """
+
+    stage: str
+    decode_workers: int = 1
+    device: str = "cpu"
+    engine: str = "local"
+    batch_size: int = 0
+    n_images: int = 0
+    decode_s: float = 0.0
+    wait_s: float = 0.0
+    compute_s: float = 0.0
+    wall_s: float = 0.0
+    other_s: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.other_s[name] = self.other_s.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def computing(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.compute_s += time.perf_counter() - t0
+
+    def as_dict(self) -> dict[str, Any]:
+        wall = max(self.wall_s, 1e-12)
+        return {
+            "stage": self.stage, "engine": self.engine, "n_images": self.n_images,
+            "decode_workers": self.decode_workers, "device": self.device, "batch_size": self.batch_size,
+            "wall_s": round(self.wall_s, 4), "decode_s": round(self.decode_s, 4), "wait_s": round(self.wait_s, 4),
+            "compute_s": round(self.compute_s, 4), **{k: round(v, 4) for k, v in sorted(self.other_s.items())},
+            "images_per_s": round(self.n_images / wall, 3) if self.wall_s > 0 else None,
+            "busy": round(self.compute_s / wall, 4) if self.wall_s > 0 else None,
+        }
+
+
+#: ``WS/timings.json``: per stage, the latest :meth:`StageClock.as_dict` (never read back
+#: by a stage, so a re-run's outputs do not depend on it)
+TIMINGS_FILE = "timings.json"
+
+
+def record_stage_timing(ws_root: str | Path, clock: StageClock) -> None:
+    """Merge ``clock`` into ``WS/timings.json`` under its stage name (atomically)."""
+    from biasaudit import __version__
+    from biasaudit.core.io import write_json_atomic
+
+    path = Path(ws_root) / TIMINGS_FILE
+    doc: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            doc = {}  # a broken file is only timings: start it again
+    stages = doc.get("stages") if isinstance(doc.get("stages"), dict) else {}
+    stages[clock.stage] = clock.as_dict()
+    write_json_atomic(path, {"biasaudit_version": __version__, "stages": stages})
+
+
+def read_stage_timings(ws_root: str | Path) -> dict[str, dict[str, Any]]:
+    """stage → its timing record from ``WS/timings.json`` ({} when there is none).
+
+    >>> read_stage_timings("WS")["segment"]["images_per_s"]  # doctest: +SKIP
+    412.5
+    """
+    path = Path(ws_root) / TIMINGS_FILE
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text("utf-8")).get("stages") or {})
+
+
+def decode_ahead(fn: Callable[[Any], Any], items: Iterable[Any], *, pool, ahead: int,
+                 clock: StageClock | None = None) -> Iterator[Any]:
+    """``fn(item)`` for every item, run on the thread ``pool`` with up to ``ahead`` items in
+    flight, yielded in the items' order, so decoding the next batches overlaps with whatever
+    the caller does with this one (the model's forward pass). The order, and so every
+    output, does not depend on the number of threads. ``clock``: adds the workers' seconds
+    to ``decode_s`` and the caller's waiting to ``wait_s``.
+
+    >>> from concurrent.futures import ThreadPoolExecutor
+    >>> with ThreadPoolExecutor(2) as pool:
+    ...     list(decode_ahead(lambda x: x * x, range(5), pool=pool, ahead=3))
+    [0, 1, 4, 9, 16]
+    """
+    window: deque = deque()
+    source = iter(items)
+
+    def fill() -> None:
+        while len(window) < max(1, ahead):
+            try:
+                item = next(source)
+            except StopIteration:
+                return
+            window.append(pool.submit(_timed_call, fn, item))
+
+    fill()
+    try:
+        while window:
+            future = window.popleft()
+            t0 = time.perf_counter()
+            out, seconds = future.result()
+            if clock is not None:
+                clock.wait_s += time.perf_counter() - t0
+                clock.decode_s += seconds
+            fill()
+            yield out
+    finally:
+        for future in window:  # the caller stopped early (an error): do not decode the rest
+            future.cancel()
+
+
+def _timed_call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(item)
+    return out, time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- Ray
 
 
 def import_ray():

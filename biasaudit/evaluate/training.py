@@ -5,7 +5,15 @@ scores the model of the **last** step: no validation set, no early stopping, no 
 labels for model selection, which is the honest setting for a repair that claims to need
 no group labels (and the baselines get the same treatment).
 
-- Optimiser: Adam (lr 3e-3, weight decay 1e-4) with cosine decay to 0 over the run.
+- Optimiser: AdamW (lr 3e-3) with cosine decay to 0 over the run, and strong decoupled
+  weight decay (3.0) on every parameter trained from scratch; a pretrained trunk's weights
+  decay by 1e-4 only, because decaying them towards zero would discard the pretraining
+  (not tuned: the pretrained backbones are too slow to tune on CPUs). Strong weight decay is what lets a group-balanced
+  method generalise from a few minority images instead of memorising them (Sagawa et al.
+  2020 found the same for GroupDRO): on SynthFaces plant 0.95, ``oversample`` went from
+  45 % worst-group accuracy with Adam and weight decay 1e-4 to 96 % (seed 0), and the
+  balanced oracle from 96 % to 98 %. (Weight decay 1.0 reached 82 %; mixup instead of
+  weight decay reached 74-77 % and cost the oracle 18 points.)
 - Length: ``epochs`` (30) passes over the *training set as given* — every method on one
   training set takes the same number of optimiser steps, so ``subsample`` (a smaller set)
   repeats its images rather than training for less. (On SynthFaces a balanced n=2000
@@ -45,6 +53,9 @@ from biasaudit.core.progress import progress
 from biasaudit.evaluate.models import Classifier, build_classifier
 
 METHODS = ("erm", "oversample", "reweight", "subsample", "groupdro")
+#: ``adamw`` (the default: decoupled weight decay) or ``adam`` (weight decay as an L2 term,
+#: the recipe before weight decay 3.0; kept so old settings can be reproduced)
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,9 @@ class Recipe:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 3.0
+    pretrained_weight_decay: float = 1e-4
+    optimizer: str = "adamw"
     flip: bool = True
     crop_frac: float = 1 / 16
     dro_step: float = 0.01
@@ -119,6 +132,14 @@ def _index_stream(method: str, n_steps: int, batch: int, idx: np.ndarray, codes:
     return stream[:need].reshape(n_steps, batch)
 
 
+def _param_groups(model: Classifier, recipe: Recipe) -> list[dict]:
+    pretrained = model.backbone != "small-cnn"
+    trunk = [p for p in model.trunk.parameters() if p.requires_grad]
+    head = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("trunk.")]
+    return [{"params": trunk, "weight_decay": recipe.pretrained_weight_decay if pretrained else recipe.weight_decay},
+            {"params": head, "weight_decay": recipe.weight_decay}]
+
+
 def train_classifier(images: torch.Tensor, y: np.ndarray, *, method: str = "erm",
                      groups: np.ndarray | None = None, recipe: Recipe = Recipe(),
                      backbone: str = "small-cnn", seed: int = 0, device: str | torch.device = "cpu",
@@ -154,8 +175,9 @@ def train_classifier(images: torch.Tensor, y: np.ndarray, *, method: str = "erm"
     steps = _index_stream(method, n_steps, batch, idx, codes, counts, rng)
 
     model = build_classifier(backbone, seed=seed).to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer not in OPTIMIZERS:
+        raise ValidationError(f"recipe optimizer '{recipe.optimizer}': expected one of {', '.join(OPTIMIZERS)}.")
+    opt = OPTIMIZERS[recipe.optimizer](_param_groups(model, recipe), lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * t / n_steps)))
     weights = torch.as_tensor(n / (len(counts) * counts[codes]), dtype=torch.float32, device=dev)
     y_t = torch.as_tensor(y, dtype=torch.float32, device=dev)

@@ -16,7 +16,7 @@ from biasaudit.core.threads import passive_openmp
 passive_openmp()
 
 from biasaudit.heml.dgml import AttentiveGrouping, attention_maps, attention_mass  # noqa: E402
-from biasaudit.heml.estimator import HEML, HEMLConfig  # noqa: E402
+from biasaudit.heml.estimator import HEML, HEMLConfig, train_sample  # noqa: E402
 from biasaudit.heml.inputs import NodeInputs, node_inputs, region_masks  # noqa: E402
 from biasaudit.heml.losses import LOSSES, build_loss  # noqa: E402
 from biasaudit.heml.metric_tree import (  # noqa: E402
@@ -67,5 +67,6 @@ __all__ = [
     "render_metric_tree",
     "retrieval_metrics",
     "save_heml",
+    "train_sample",
     "tree_distance_matrix",
 ]

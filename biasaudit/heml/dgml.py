@@ -16,6 +16,19 @@ diversity loss ``DIVERSITY_WEIGHT`` × mean over group pairs of cos²(h_i, h_j),
 the groups' features towards orthogonal, so the groups attend to different regions.
 :func:`attention_maps` returns aᵍ reshaped to H×W for explanations.
 
+Where the attention can mean something (measured in ``reports/benchmarks.md``, HEML v2):
+
+- F is the trunk's *local* map (small-cnn: second block, 16 × 16 positions of a 32 px
+  input, 8 px receptive field). Over the last block (4 × 4, 38 px receptive field) or the
+  third (8 × 8, 18 px) a position far from the mouth still carries it, and a face node's
+  label-carrying groups looked at the background under the chin, not at the mouth.
+- The node's own pixels must have to carry the label: a parent that reads its children
+  also trains its own pathway on the metric loss (:mod:`biasaudit.heml.parents`), else
+  its fused embedding meets the loss through its children and the attention never moves.
+- The diversity loss sends groups to different places, so some groups look away from the
+  label by design; :func:`attention_on_region` reports the mean of the groups, the best
+  group, and the groups weighted by how well each one alone retrieves the label.
+
 >>> import torch
 >>> head = AttentiveGrouping(16, embedding_dim=8, groups=2)
 >>> head(torch.randn(3, 16, 4, 4)).shape
@@ -147,3 +160,59 @@ def attention_overlays(crop: np.ndarray, maps: np.ndarray, *, colour: tuple[int,
         w = (m / max(float(m.max()), 1e-12))[..., None]
         tiles.append(crop * (1.0 - 0.7 * w) * 0.6 + tint * 0.7 * w)
     return np.clip(np.concatenate(tiles, axis=1), 0, 255).astype(np.uint8)
+
+
+def attention_on_region(heml, images: np.ndarray, label_maps: np.ndarray, node: str, region: tuple[str, ...],
+                        y: np.ndarray | None = None) -> dict:
+    """How much of a DGML node's attention falls on ``region`` (schema part names, e.g. the
+    mouth and lips), against the region's share of the node's own pixels, over ``images``
+    (the rows of a held-out split). Images where the region is absent are left out.
+
+    Returns the region's mean share of the node's pixels (``share_node``) and of the crop
+    (``share_crop``), the mean attention mass on it per group, and the ratio mass / share
+    for the mean of the groups, for the best group and, given labels ``y``, for the groups
+    weighted by how well each group alone retrieves the label (its held-out P@1 above
+    chance): the diversity loss sends groups to different places, so the mean of the
+    groups is diluted by groups that carry no label at all.
+
+    >>> attention_on_region(heml, images[test], maps[test], "face", ("mouth", "u_lip", "l_lip"),
+    ...                     y=smiling[test])["ratio_node"]["label_weighted"]   # doctest: +SKIP
+    3.4
+    """
+    from biasaudit.heml.inputs import region_masks
+    from biasaudit.heml.quality import retrieval_metrics
+
+    tree = heml.tree_
+    opts = tree.nodes[node].options
+    inp = heml.node_inputs(images, label_maps, node)
+    region_ids = tuple(tree.schema.id_of(p) for p in region)
+    node_ids = tree.part_ids(node)
+    inside = region_masks(label_maps, node_ids, region_ids, resolution=opts.resolution, margin=opts.margin)
+    own = region_masks(label_maps, node_ids, node_ids, resolution=opts.resolution, margin=opts.margin)
+    rows = np.flatnonzero(inp.present & inside.any(axis=(1, 2)))
+    model = heml.models_[node]
+    maps = attention_maps(model, inp.crops[rows])
+    mass = attention_mass(maps, inside[rows])                                  # N×G
+    share_node = float((inside[rows].sum((1, 2)) / np.maximum(own[rows].sum((1, 2)), 1)).mean())
+    share_crop = float(inside[rows].mean((1, 2)).mean())
+    per_group = mass.mean(0)
+    out = {"node": node, "region": list(region), "n": int(len(rows)), "share_node": share_node,
+           "share_crop": share_crop, "mass_per_group": per_group.round(4).tolist()}
+    ratios = {"mean_of_groups": float(per_group.mean()), "best_group": float(per_group.max())}
+    if y is not None:
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(inp.crops[rows])).permute(0, 3, 1, 2).float()
+            feats = torch.cat([model.embedder.group_features(model.features(x[i:i + 256]))[0]
+                               for i in range(0, len(x), 256)])
+        labels = np.asarray(y)[rows]
+        skill = []
+        for g in range(feats.shape[1]):
+            m = retrieval_metrics(F.normalize(feats[:, g], dim=1), labels)
+            skill.append(max(m["precision_at_1"] - m["chance_p_at_1"], 0.0))
+        out["group_skill"] = [round(s, 4) for s in skill]
+        if sum(skill) > 0:
+            ratios["label_weighted"] = float(np.dot(per_group, skill) / sum(skill))
+    out["mass"] = ratios
+    out["ratio_node"] = {k: v / share_node for k, v in ratios.items()}
+    out["ratio_crop"] = {k: v / share_crop for k, v in ratios.items()}
+    return out

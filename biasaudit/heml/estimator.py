@@ -2,7 +2,7 @@
 
 ``fit`` trains one node model per tree node, leaves first. Each parent starts from the
 weighted average of its two children's weights (``init_weights``: ``equal``, ``area`` =
-the children's mean part area, or ``p_at_1`` = their held-out Precision@1) and is then
+the children's mean part area, or ``p_at_1`` = their validation Precision@1) and is then
 fine-tuned on its own input. Every node is scored (P@1, MAP@R) on one held-out split
 shared by all nodes.
 
@@ -14,6 +14,13 @@ let a parent start from a blend dominated by large label-free parts and 3 epochs
 could not find a 20 px mouth again (root P@1 at chance, reports/benchmarks.md); reading
 the children's embeddings carries their signal to the root by construction, and the
 fine-tuning decides how much each child and the node's own pixels count.
+
+Under label supervision a share of the training split (``VAL_SHARE``) is held out of
+every node's training as validation rows. The tree is built on them, never on the test
+split: children's skill for a parent's start, and the choice between the fine-tuned
+parent and the children-only combination (``HEML._validate``), so a parent does not end
+below the children it reads. A parent's own pixels' pathway also learns the metric
+(:mod:`biasaudit.heml.parents`), so each node keeps a model of its own segment.
 
 >>> heml = HEML(tree=my_tree, loss="triplet-margin")          # doctest: +SKIP
 >>> heml.fit(images, label_maps, y=smiling)                  # doctest: +SKIP
@@ -51,7 +58,7 @@ from biasaudit.heml.tree import SegmentTree, load_recipe
 from biasaudit.heml.trunks import NodeModel, average_state_dicts, build_node_model
 
 SUPERVISIONS = ("label", "self")
-INIT_WEIGHTS = ("equal", "area", "p_at_1")
+INIT_WEIGHTS = ("auto", "skill", "equal", "area", "p_at_1")
 FUSION_INITS = ("skill", "area", "equal")
 PARENT_INPUTS = ("auto", "children", "pixels")
 BASELINE = "_baseline"
@@ -59,6 +66,10 @@ BASELINE = "_baseline"
 #: rest by ``fusion_init``): enough for its own pathway to receive gradient from the
 #: first step, small enough that the start measures what the children measured.
 OWN_SHARE = 0.25
+#: Share of the training split held out as validation rows under label supervision (see
+#: ``HEML._validate``); below ``MIN_VAL_ROWS`` rows no validation split is made.
+VAL_SHARE = 0.15
+MIN_VAL_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,13 @@ class HEMLConfig:
       (TripletMarginMiner for triplet-margin), None or a pml miner instance.
     - ``supervision``: ``label`` (metric learning on ``y``) or ``self`` (two augmented
       views of each node input are positives, NTXent via pml's SelfSupervisedLoss).
-    - ``init_weights``: how a parent averages its children (``equal``|``area``|``p_at_1``).
+    - ``init_weights``: how a parent averages its children's weights: ``skill`` (each
+      child's validation P@1 above chance; ``area`` when no child has any), ``equal``,
+      ``area`` (mean part area), ``p_at_1`` (validation P@1), or ``auto``: ``skill`` for
+      label supervision, ``area`` for ``self``. By area, a parent's pixels start as a model
+      of its largest child (the skin, the hair), whatever carries the label; by skill they
+      start from the children that learned it, and a DGML parent's queries look where
+      theirs looked.
     - ``embedder``: force ``mlp`` or ``dgml`` on every node (None: each node's recipe
       value); ``groups``: DGML's number of groups (learnable queries).
     - ``parent_inputs``: ``children`` (a parent also reads its children's embeddings),
@@ -79,7 +96,7 @@ class HEMLConfig:
       (``children`` for label supervision; ``pixels`` for ``self``, where two views of
       one image share their children's embeddings and the task would become trivial).
     - ``fusion_init``: how a parent's fusion weighs its children at the start: ``skill``
-      (each child's held-out P@1 above chance; equal when none has any), ``area`` (the
+      (each child's validation P@1 above chance; equal when none has any), ``area`` (the
       ``init_weights`` of the weight average) or ``equal``. A concatenation's similarity
       scales with the square of the weights, so ``area`` lets a mouth of 1 % of the pixels
       count 10⁻⁴ as much as the hair: the start would be at chance for a mouth label.
@@ -90,6 +107,10 @@ class HEMLConfig:
     - ``augment``: also augment label-supervised batches (``self`` always augments).
     - ``background``: RGB that replaces pixels outside a node's parts.
     - ``baseline``: also train one whole-image model with the same compute budget.
+    - ``max_train_images``: train on at most this many images, a deterministic sample
+      (:func:`train_sample`, stratified by the label under ``label`` supervision), so
+      training memory does not grow with the dataset; every image is still embedded.
+      None: train on all.
     """
 
     tree: Any = "celebamask-hq"
@@ -104,7 +125,7 @@ class HEMLConfig:
     supervision: str = "label"
     embedding_dim: int = 128
     hidden_dim: int = 256
-    init_weights: str = "area"
+    init_weights: str = "auto"
     concurrent: bool = False
     device: str = "auto"
     batch_size: int = 64
@@ -117,6 +138,7 @@ class HEMLConfig:
     background: tuple[int, int, int] = (0, 0, 0)
     baseline: bool = False
     seed: int = 0
+    max_train_images: int | None = 2000
 
 
 class HEML:
@@ -125,8 +147,10 @@ class HEML:
     Parameters are those of :class:`HEMLConfig` (keyword-only). Fitted state:
     ``tree_``, ``models_`` (node → :class:`NodeModel`), ``losses_`` (node → loss module,
     holding proxies where the loss has them), ``metrics_`` (node → dict), ``classes_``,
-    ``history_`` (node → loss per epoch), ``split_`` (``train``/``test`` row indices) and,
-    with ``baseline=True``, ``baseline_model_`` and ``baseline_metrics_``.
+    ``history_`` (node → loss per epoch), ``train_images_`` (the rows of the given images
+    trained on, see ``max_train_images``), ``split_`` (``train``/``test`` row indices into
+    ``train_images_``) and, with ``baseline=True``, ``baseline_model_`` and
+    ``baseline_metrics_``.
 
     >>> heml = HEML(tree="celebamask-hq", supervision="self", device="cpu")
     >>> heml.get_params()["supervision"]
@@ -161,9 +185,16 @@ class HEML:
     def fit(self, images: np.ndarray, label_maps: np.ndarray, y: Any = None) -> HEML:
         """Train every node bottom-up on ``images`` (N×H×W×3 uint8) with ``label_maps``
         (N×H×W class ids) and, for ``supervision="label"``, labels ``y`` (length N; rows
-        whose label is missing are ignored). Returns ``self``."""
+        whose label is missing are ignored). With N above ``max_train_images`` only a
+        sample of the images is trained on (crops are built for those only); callers that
+        load images from disk load just :func:`train_sample`'s rows. Returns ``self``."""
         images, label_maps = check_arrays(images, label_maps)
         self._check_params()
+        self.train_images_ = train_sample(len(images), y=y if self.supervision == "label" else None,
+                                          max_images=self.max_train_images, seed=self.seed)
+        if len(self.train_images_) < len(images):
+            images, label_maps = images[self.train_images_], label_maps[self.train_images_]
+            y = _take(y, self.train_images_)
         tree = self.tree if isinstance(self.tree, SegmentTree) else load_recipe(self.tree)
         if self.trunk is not None:
             tree = tree.with_options(trunk=self.trunk)
@@ -251,6 +282,7 @@ class HEML:
             raise ValidationError(f"The 'test_size' parameter must be in (0, 1). Got {self.test_size!r} instead.")
         if int(self.embedding_dim) < 2 or int(self.batch_size) < 2:
             raise ValidationError("The 'embedding_dim' and 'batch_size' parameters must be ints >= 2.")
+        _check_max_images(self.max_train_images)
 
     def _encode_labels(self, y: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.supervision == "self":
@@ -295,7 +327,7 @@ class HEML:
             opts = node.options
             inp = node_inputs(images, label_maps, tree.part_ids(name), resolution=opts.resolution,
                               margin=opts.margin, background=tuple(self.background))
-            train_rows = np.flatnonzero(inp.present & train_mask)
+            train_rows = np.flatnonzero(inp.present & train_mask & ~self._validation_mask(train_mask, y_codes))
             self.area_[name] = float(inp.area_frac[train_rows].mean()) if len(train_rows) else 0.0
             node_seed = self.seed * 1000 + list(tree.nodes).index(name)
             # One shared random initialisation for every node (as in model soups): weights
@@ -336,7 +368,8 @@ class HEML:
             if active and epochs > 0:
                 gen = torch.Generator().manual_seed(prepared[active[0]][7])
                 hist = train_modules(
-                    [trainable[j] for j in active], [prepared[j][5] for j in active],
+                    [trainable[j] for j in active],
+                    [self._training_bundle(prepared[j][4], prepared[j][5], alone=len(active) == 1) for j in active],
                     [inputs[j] for j in active], [targets[j] for j in active],
                     normalize=frozen, epochs=epochs, batch_size=int(self.batch_size), lr=float(self.lr),
                     loss_lr=float(self.loss_lr), setup=setup, gen=gen, self_supervised=self_sup,
@@ -350,6 +383,7 @@ class HEML:
             model.eval()
             test_rows = np.flatnonzero(inp.present & test_mask)
             kids = self._children_input(name) if model.n_children else None
+            chosen = self._validate(name, model, inp, kids, y_codes, train_mask, setup)
             if self.reads_children():
                 # every image's embedding, for the parent's input (absent rows stay zero)
                 all_emb = torch.zeros(len(inp.present), model.embedding_dim)
@@ -364,7 +398,7 @@ class HEML:
                 n_train=int(len(rows)), n_test=int(len(test_rows)), epochs=epochs if ok[j] else 0,
                 resolution=opts.resolution, trunk=opts.trunk,
                 train_seconds=round(share, 3), peak_gpu_mem_mb=clock.peak_gpu_mb,
-                concurrent_group=list(group), init=init,
+                concurrent_group=list(group), init=init, **chosen,
             )
             # finished nodes wait on the CPU: a node's peak GPU memory is then its own, not
             # the sum of every model trained before it
@@ -378,12 +412,19 @@ class HEML:
         if node.is_leaf:
             return {"kind": "random"}
         kids = list(node.children)
-        if self.init_weights == "equal":
+        how = self.init_weights
+        if how == "auto":
+            how = "skill" if self.supervision == "label" else "area"
+        if how == "skill":
+            weights = self._skills(kids)
+            if sum(weights) <= 0:  # no child has skill: nothing to favour
+                how, weights = "area", [self.area_[c] for c in kids]
+        elif how == "equal":
             weights = [1.0, 1.0]
-        elif self.init_weights == "area":
+        elif how == "area":
             weights = [self.area_[c] for c in kids]
         else:
-            weights = [self.metrics_[c].get("precision_at_1", float("nan")) for c in kids]
+            weights = [self._skill_inputs(c)[0] for c in kids]
         if not all(math.isfinite(w) for w in weights) or sum(weights) <= 0:
             weights = [1.0, 1.0]  # a child never trained (part absent everywhere): fall back
         child_models = [self.models_[c] for c in kids]
@@ -410,7 +451,7 @@ class HEML:
             bundle.loss.load_state_dict(average_state_dicts(loss_states, weights))
         total = sum(weights)
         out = {"kind": "average", "children": kids, "weights": [w / total for w in weights],
-               "by": self.init_weights, "averaged_tensors": len(common)}
+               "by": how, "averaged_tensors": len(common)}
         if fusion is not None:
             out["fusion_start"] = {"own": fusion[0], **dict(zip(kids, fusion[1:], strict=True))}
         return out
@@ -419,14 +460,101 @@ class HEML:
         if self.fusion_init == "area":
             return list(average_weights)
         if self.fusion_init == "skill":
-            skill = []
-            for c in kids:
-                m = self.metrics_.get(c, {})
-                p, chance = m.get("precision_at_1", float("nan")), m.get("chance_p_at_1", float("nan"))
-                skill.append(max(p - chance, 0.0) if math.isfinite(p) and math.isfinite(chance) else 0.0)
+            skill = self._skills(kids)
             if sum(skill) > 0:
                 return skill
         return [1.0] * len(kids)
+
+    def _skills(self, kids: list[str]) -> list[float]:
+        """Each node's validation P@1 above chance (0 when unknown)."""
+        out = []
+        for c in kids:
+            p, chance = self._skill_inputs(c)
+            out.append(max(p - chance, 0.0) if math.isfinite(p) and math.isfinite(chance) else 0.0)
+        return out
+
+    def _skill_inputs(self, node: str) -> tuple[float, float]:
+        """(P@1, chance) of a trained node as the tree may use them to build a parent: on the
+        validation rows (label supervision; NaN, i.e. no skill, when the split was too
+        small to hold any out), never the test split. Self-supervised fits (no labels to
+        peek at) use their view-retrieval score."""
+        m = self.metrics_.get(node, {})
+        key = "val_" if self.supervision == "label" else ""
+        return (m.get(f"{key}precision_at_1", float("nan")), m.get(f"{key}chance_p_at_1", float("nan")))
+
+    def _validation_mask(self, train_mask: np.ndarray, y_codes: np.ndarray) -> np.ndarray:
+        """Rows of the training split held out of every node's training (``VAL_SHARE``,
+        stratified, seeded): parents are built and chosen on them, so no choice looks at
+        the test split. A pure function of the split, so Ray tasks find the same rows.
+        Empty for self supervision and for splits too small to choose on."""
+        out = np.zeros(len(train_mask), bool)
+        idx = np.flatnonzero(train_mask)
+        k = round(len(idx) * VAL_SHARE)
+        if self.supervision != "label" or k < MIN_VAL_ROWS or all(n.is_leaf for n in self.tree_.nodes.values()):
+            return out
+        counts = np.bincount(y_codes[idx])
+        if (counts[counts > 0] < 2).any():
+            return out
+        from sklearn.model_selection import train_test_split
+
+        _, val = train_test_split(idx, test_size=k, random_state=self.seed + 1, stratify=y_codes[idx])
+        out[val] = True
+        return out
+
+    def _training_bundle(self, model: NodeModel, bundle: LossBundle, *, alone: bool) -> LossBundle:
+        """The loss a node trains with: a label-supervised parent that reads its children
+        also learns the metric on its own pixels (:class:`~biasaudit.heml.parents.OwnPathwayLoss`).
+        Not for a level trained at once (``concurrent``): its stacked forward pass keeps no
+        per-node state."""
+        if not (model.n_children and alone and self.supervision == "label"):
+            return bundle
+        from biasaudit.heml.parents import OwnPathwayLoss
+
+        model.keep_own = True
+        return LossBundle(loss=OwnPathwayLoss(bundle.loss, bundle.miner, own=model.last_own_embedding),
+                          miner=bundle.miner, has_parameters=bundle.has_parameters)
+
+    def _validate(self, name: str, model: NodeModel, inp: NodeInputs, kids: torch.Tensor | None,
+                  y_codes: np.ndarray, train_mask: np.ndarray, setup: DeviceSetup) -> dict[str, Any]:
+        """A trained node's P@1 on the validation rows and, for a parent that reads its
+        children, the choice between its fine-tuned self and the children-only combination
+        (its fusion set to the children's skill-weighted sum, own pixels weight 0).
+
+        Fine-tuning may spend a parent's start on noise (a label-free part, or a weak signal
+        a child holds better); the children-only combination measures exactly what its
+        children measured. The one that retrieves better on the validation rows is kept
+        (ties keep the fine-tuned parent), so a parent does not fall below what it reads."""
+        model.keep_own = False  # training is over (see _training_bundle)
+        val = self._validation_mask(train_mask, y_codes)
+        rows = np.flatnonzero(inp.present & val)
+        if len(rows) < 2 or len(np.unique(y_codes[rows])) < 2:
+            return {}
+        sub = None if kids is None else kids[rows]
+
+        def p_at_1() -> dict[str, Any]:
+            return self._evaluate(model, inp.crops[rows], y_codes[rows], setup, 0, children=sub)
+
+        tuned = p_at_1()
+        out: dict[str, Any] = {"n_val": int(len(rows)), "val_precision_at_1": tuned["precision_at_1"],
+                               "val_chance_p_at_1": tuned["chance_p_at_1"]}
+        if not model.n_children:
+            return out
+        kid_names = list(self.tree_.nodes[name].children)
+        fw = self._fusion_weights(kid_names, [self.area_[c] for c in kid_names])
+        mix = [0.0] + [w / sum(fw) for w in fw]
+        saved = {k: v.clone() for k, v in model.fusion.state_dict().items()}
+        model.init_fusion(mix)
+        children = p_at_1()["precision_at_1"]
+        keep_children = math.isfinite(children) and (not math.isfinite(tuned["precision_at_1"])
+                                                      or children > tuned["precision_at_1"])
+        if keep_children:
+            out["val_precision_at_1"] = children
+        else:
+            model.fusion.load_state_dict(saved)
+        out["selected"] = {"kept": "children" if keep_children else "fine-tuned",
+                           "val_p_at_1_fine_tuned": tuned["precision_at_1"], "val_p_at_1_children": children,
+                           "children_weights": dict(zip(kid_names, mix[1:], strict=True))}
+        return out
 
     def _children_input(self, name: str) -> torch.Tensor:
         """N × (D·n_children) children's embeddings of every image (zeros where absent)."""
@@ -582,6 +710,63 @@ class HEML:
         from biasaudit.heml.persist import load_heml
 
         return load_heml(path, device=device)
+
+
+def train_sample(n: int, *, y: Any = None, max_images: int | None = 2000, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of the images HEML trains on, out of ``n``.
+
+    All rows when ``n <= max_images`` (or ``max_images`` is None), so small datasets train
+    exactly as without a cap. Otherwise ``max_images`` rows drawn with ``seed``: among the
+    rows whose label ``y`` is known, stratified by ``y`` (each label value keeps its share,
+    largest remainders rounded up), or uniformly when ``y`` is None.
+
+    >>> train_sample(5, max_images=10).tolist()
+    [0, 1, 2, 3, 4]
+    >>> s = train_sample(1000, y=["a"] * 900 + ["b"] * 100, max_images=100)
+    >>> len(s), int((s >= 900).sum())
+    (100, 10)
+    """
+    _check_max_images(max_images)
+    if max_images is None or n <= max_images:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if y is None:
+        return np.sort(rng.choice(n, int(max_images), replace=False))
+    import pandas as pd
+
+    values = pd.Series(np.asarray(y, dtype=object) if not isinstance(y, pd.Series) else y.to_numpy())
+    if len(values) != n:
+        raise ValidationError(f"y has {len(values)} labels for {n} images; give exactly one per image.")
+    idx = np.flatnonzero(values.notna().to_numpy())
+    if len(idx) <= max_images:
+        return idx
+    _, codes = np.unique(values.iloc[idx].astype(str).to_numpy(), return_inverse=True)
+    counts = np.bincount(codes)
+    quota = counts * (int(max_images) / len(idx))
+    take = np.floor(quota).astype(int)
+    # largest remainders first; ties to the earlier value, so the sample size is exact
+    extra = np.argsort(-(quota - take), kind="stable")[: int(max_images) - int(take.sum())]
+    take[extra] += 1
+    picks = [rng.choice(idx[codes == c], take[c], replace=False) for c in range(len(counts)) if take[c]]
+    return np.sort(np.concatenate(picks))
+
+
+def _check_max_images(value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 4):
+        raise ValidationError(
+            f"The 'max_train_images' parameter must be an int >= 4 or None (train on all). Got {value!r} instead."
+        )
+
+
+def _take(y: Any, rows: np.ndarray) -> Any:
+    """Rows ``rows`` of labels ``y`` (a Series, array or list; None stays None)."""
+    if y is None:
+        return None
+    import pandas as pd
+
+    if isinstance(y, pd.Series):
+        return y.iloc[rows].reset_index(drop=True)
+    return np.asarray(y, dtype=object)[rows]
 
 
 def _nchw(crops: np.ndarray) -> torch.Tensor:

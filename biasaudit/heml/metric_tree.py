@@ -98,8 +98,9 @@ def _round(value: float | None) -> float | None:
 
 
 def node_weights(heml) -> dict[str, float]:
-    """Each node's weight in the tree distance: max(P@1 − chance, 0) on its held-out split,
-    normalised to sum to 1; equal weights when no node has label skill (or no labels).
+    """Each node's weight in the tree distance: max(P@1 − chance, 0) on its validation rows
+    (on the held-out split for models trained without them), normalised to sum to 1; equal
+    weights when no node has label skill (or no labels).
 
     >>> class H: supervision = "label"; tree_ = type("T", (), {"nodes": {"a": 0, "b": 0}})
     >>> H.metrics_ = {"a": {"precision_at_1": 0.9, "chance_p_at_1": 0.5},
@@ -112,7 +113,8 @@ def node_weights(heml) -> dict[str, float]:
     if getattr(heml, "supervision", "label") == "label":
         for name in names:
             m = getattr(heml, "metrics_", {}).get(name) or {}
-            p, chance = m.get("precision_at_1"), m.get("chance_p_at_1")
+            key = "val_" if "val_precision_at_1" in m else ""  # the test split stays for reporting
+            p, chance = m.get(f"{key}precision_at_1"), m.get(f"{key}chance_p_at_1")
             ok = isinstance(p, (int, float)) and isinstance(chance, (int, float)) and np.isfinite([p, chance]).all()
             skill[name] = max(float(p) - float(chance), 0.0) if ok else 0.0
     total = sum(skill.values())

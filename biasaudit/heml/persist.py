@@ -77,6 +77,7 @@ def save_heml(heml, path: str | Path) -> Path:
             "trunk_trainable": model.trunk_trainable, "embedding_dim": model.embedding_dim,
             "hidden_dim": int(heml.hidden_dim), "loss": params["loss"],
             "embedder": model.embedder_kind, "groups": int(heml.groups), "n_children": model.n_children,
+            "dgml_features": model.dgml_features,
             "supervision": heml.supervision, "loss_history": heml.history_.get(name, []),
         }
         _save_node(path / node_dirname(name), model, heml.losses_.get(name), config, heml.metrics_[name])
@@ -92,6 +93,8 @@ def save_heml(heml, path: str | Path) -> Path:
     write_json_atomic(path / "heml.json", clean_json({
         "format_version": FORMAT_VERSION, "biasaudit_version": __version__, "params": params,
         "classes": [str(c) for c in heml.classes_], "nodes": list(heml.tree_.nodes),
+        # how many images the nodes trained on (at most params["max_train_images"])
+        "n_train_images": int(len(heml.train_images_)) if hasattr(heml, "train_images_") else None,
     }))
     return path
 
@@ -143,7 +146,9 @@ def load_heml(path: str | Path, *, device: str = "auto"):
         model = build_node_model(config["trunk"], embedding_dim=config["embedding_dim"],
                                  hidden_dim=config["hidden_dim"], frozen_trunks=frozen_trunks,
                                  embedder=config.get("embedder", "mlp"), groups=config.get("groups", 4),
-                                 n_children=config.get("n_children", 0))
+                                 n_children=config.get("n_children", 0),
+                                 # DGML nodes saved before the local map attend over the last one
+                                 dgml_features=config.get("dgml_features", "last"))
         model.trainable().load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         heml.models_[name] = model.to(setup.device).eval()
         loss_state = {k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}

@@ -9,6 +9,9 @@ ones a local fit gives. The images and part maps go to the object store once per
 
 :func:`embed_on_ray` runs :meth:`HEML.embed` as a Ray Data stage over the blocks of
 images the local engine embeds one at a time, in an actor pool holding the models.
+:func:`embed_workspace_on_ray` does the same for a whole workspace in one stage: the
+actors (and the models they hold) are started once, and each reads its blocks' images and
+part maps from the workspace itself, so the driver never holds the images.
 
 >>> from biasaudit.core.engine import use_engine
 >>> with use_engine("ray"):                                   # doctest: +SKIP
@@ -17,6 +20,8 @@ images the local engine embeds one at a time, in an actor pool holding the model
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -167,6 +172,91 @@ class _EmbedActor:
                                          self.batch_size)
             whole = np.concatenate([emb[n] for n in self.nodes], axis=1).astype(np.float32)
             los.append(lo)
+            rows.append(len(whole))
+            data.append(whole.tobytes())
+        return {"lo": np.asarray(los, np.int64), "rows": np.asarray(rows, np.int64),
+                "data": np.array(data, dtype=object)}
+
+
+def embed_workspace_on_ray(ws_root, heml, ids: list[str], *, image_size: int, chunk: int,
+                           batch_size: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(first row, node → float32 embeddings) per block of the images ``ids``, in order,
+    from one Ray Data stage over the whole list: one actor pool for the whole embedding,
+    not one per chunk. The blocks are those :func:`~biasaudit.heml.workspace.embed_workspace`
+    embeds locally (``batch_size`` images, never straddling a ``chunk``), so the bits are
+    the local engine's. Ray Data streams the blocks (bounded memory); out-of-order ones wait
+    here until their turn."""
+    import torch
+
+    from biasaudit.core.engine import ray_resources, ray_session
+    from biasaudit.core.errors import BiasauditError
+
+    ray = ray_session()
+    cpus, gpus = ray_resources()
+    per_actor = 1 if gpus and heml.device != "cpu" else 0
+    blocks = [(lo, min(lo + batch_size, top)) for first in range(0, len(ids), chunk)
+              for top in [min(first + chunk, len(ids))] for lo in range(first, top, batch_size)]
+    if not blocks:
+        return
+    nodes = list(heml.tree_.nodes)
+    dims = [heml.models_[n].embedding_dim for n in nodes]
+    edges = np.cumsum([0, *dims])
+    # image ids travel as JSON text: one plain string column whatever the ids look like
+    items = [{"lo": lo, "ids": json.dumps(ids[lo:hi])} for lo, hi in blocks]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    out = ds.map_batches(
+        _WorkspaceEmbedActor, batch_size=1, batch_format="numpy", zero_copy_batch=False,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(gpus if per_actor else cpus, len(items)))),
+        num_cpus=1, num_gpus=per_actor,
+        fn_constructor_kwargs={"heml_ref": ray.put(heml), "ws_root": str(ws_root), "image_size": image_size,
+                               "nodes": nodes, "batch_size": batch_size, "threads": torch.get_num_threads()},
+    )
+    starts = [lo for lo, _ in blocks]
+    waiting: dict[int, np.ndarray] = {}
+    k = 0
+    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        for lo, rows, data in zip(batch["lo"].tolist(), batch["rows"].tolist(), batch["data"].tolist(), strict=True):
+            waiting[int(lo)] = np.frombuffer(data, np.float32).reshape(int(rows), sum(dims))
+        while k < len(starts) and starts[k] in waiting:
+            whole = waiting.pop(starts[k])
+            yield starts[k], {n: np.ascontiguousarray(whole[:, edges[j]:edges[j + 1]]) for j, n in enumerate(nodes)}
+            k += 1
+    if k != len(starts) or waiting:
+        raise BiasauditError(f"the Ray embedding stage returned {k} of {len(starts)} blocks in order; re-run.")
+
+
+class _WorkspaceEmbedActor:
+    """Ray Data actor: a copy of the fitted HEML (models on this worker's device) that
+    reads each block's images and part maps from the workspace and embeds them."""
+
+    def __init__(self, heml_ref, ws_root: str, image_size: int, nodes: list[str], batch_size: int,
+                 threads: int) -> None:
+        import ray
+        import torch
+
+        from biasaudit.heml.training import resolve_device
+
+        torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
+        self.heml = ray.get(heml_ref)
+        self.ws_root, self.image_size, self.nodes, self.batch_size = ws_root, image_size, nodes, batch_size
+        self.setup = resolve_device(self.heml.device)
+        self.needed: set[str] = set()
+        for name in nodes:
+            self.needed |= self.heml._needs(name)
+        for name in self.needed:
+            self.heml.models_[name] = self.heml.models_[name].to(self.setup.device).eval()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from biasaudit.heml.inputs import check_arrays
+        from biasaudit.heml.workspace import load_arrays
+
+        los, rows, data = [], [], []
+        for lo, text in zip(batch["lo"].tolist(), batch["ids"].tolist(), strict=True):
+            images, maps = load_arrays(self.ws_root, json.loads(text), image_size=self.image_size, workers=1)
+            images, maps = check_arrays(images, maps)
+            emb = self.heml._embed_block(images, maps, self.needed, self.setup, self.batch_size)
+            whole = np.concatenate([emb[n] for n in self.nodes], axis=1).astype(np.float32)
+            los.append(int(lo))
             rows.append(len(whole))
             data.append(whole.tobytes())
         return {"lo": np.asarray(los, np.int64), "rows": np.asarray(rows, np.int64),

@@ -55,6 +55,8 @@ def resolve_device(device: str) -> DeviceSetup:
 def to_device(x: torch.Tensor, setup: DeviceSetup) -> torch.Tensor:
     """Copy a CPU tensor to the device once, through pinned memory on CUDA."""
     if setup.is_cuda:
+        if x.device.type != "cpu":  # already on a GPU: only pageable host memory is pinned
+            return x.to(setup.device)
         return x.pin_memory().to(setup.device, non_blocking=True)
     return x
 
@@ -240,9 +242,9 @@ def run_batched(fn, x: torch.Tensor, setup: DeviceSetup, *, batch_size: int = 25
     ``extra`` (row-aligned with ``x``) is passed as ``fn``'s second argument."""
     outs = []
     for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
-        xb = prepare_images(xb, setup) if xb.dtype == torch.uint8 else xb.to(setup.device)
-        args = (xb,) if extra is None else (xb, extra[start : start + batch_size].to(setup.device))
+        xb = to_device(x[start : start + batch_size], setup)  # through pinned memory on CUDA
+        xb = prepare_images(xb, setup) if xb.dtype == torch.uint8 else xb
+        args = (xb,) if extra is None else (xb, to_device(extra[start : start + batch_size], setup))
         with torch.autocast(device_type=setup.device.type, dtype=torch.bfloat16, enabled=setup.autocast):
             out = fn(*args)
         outs.append(out.float().cpu())

@@ -49,12 +49,21 @@ class SmallCNN(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.out_dim = c_in
+        self.local_dim = 2 * width  # channels of local_feature_map
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The last convolution block's output before its pooling (B×4w×r/8×r/8): the
-        spatial positions DGML attends over (the final pooling would leave 2×2 at 32 px)."""
+        """The last convolution block's output before its pooling (B×4w×r/8×r/8)."""
         # uint8-range input → [-1, 1]
         return self.features[:-1](x / 127.5 - 1.0)
+
+    def local_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The second block's output before its pooling (B×2w×r/2×r/2): the positions DGML
+        attends over. Each position sees the 8 px around it. Deeper maps see 18 px (third
+        block) or 38 px (last block) of a 32 px node input, so a position below the chin
+        carries the mouth as well as the mouth does, and attention trained on them put 90 %
+        of a face's label-carrying mass on the background under the chin
+        (reports/benchmarks.md, HEML v2)."""
+        return self.features[:7](x / 127.5 - 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self.features[-1](self.feature_map(x)), 1).flatten(1)
@@ -130,7 +139,10 @@ class NodeModel(nn.Module):
 
     - ``embedder="mlp"``: globally pooled trunk features → 2-layer MLP (DESIGN.md §5).
     - ``embedder="dgml"``: :class:`~biasaudit.heml.dgml.AttentiveGrouping` over the
-      trunk's feature map (G learnable queries; see :mod:`biasaudit.heml.dgml`).
+      trunk's feature map (G learnable queries; see :mod:`biasaudit.heml.dgml`):
+      ``dgml_features="local"`` (the default) attends over the trunk's
+      ``local_feature_map`` where it has one (small-cnn: the second block, 8 px receptive
+      field), ``"last"`` over its last map (models saved before the local map existed).
     - ``n_children`` > 0: the node also reads its children's embeddings. The final
       embedding is ``normalize(fusion([e_own, e_child1, e_child2]))``, a learned linear
       map of the concatenation; :meth:`init_fusion` starts it as the weighted sum of the
@@ -142,7 +154,7 @@ class NodeModel(nn.Module):
 
     def __init__(self, trunk: nn.Module, *, embedding_dim: int = 128, hidden_dim: int = 256,
                  trunk_trainable: bool = True, trunk_spec: str = "", embedder: str = "mlp",
-                 groups: int = 4, n_children: int = 0) -> None:
+                 groups: int = 4, n_children: int = 0, dgml_features: str = "local") -> None:
         super().__init__()
         if embedder not in EMBEDDERS:
             raise ValidationError(f"embedder must be one of {EMBEDDERS}; got {embedder!r}.")
@@ -152,6 +164,11 @@ class NodeModel(nn.Module):
         self.embedding_dim = embedding_dim
         self.embedder_kind = embedder
         self.n_children = int(n_children)
+        if dgml_features not in ("local", "last"):
+            raise ValidationError(f"dgml_features must be 'local' or 'last'; got {dgml_features!r}.")
+        self.dgml_features = dgml_features
+        self.keep_own = False
+        self._last_own: torch.Tensor | None = None
         if embedder == "mlp":
             self.embedder = nn.Sequential(
                 nn.Linear(trunk.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
@@ -164,7 +181,9 @@ class NodeModel(nn.Module):
                     f"embedder 'dgml' attends over a trunk's feature map while training it; trunk "
                     f"'{trunk_spec}' is frozen or has none. Use small-cnn or efficientnet-lite0:finetune."
                 )
-            self.embedder = AttentiveGrouping(trunk.out_dim, embedding_dim=embedding_dim, groups=groups)
+            local = dgml_features == "local" and hasattr(trunk, "local_feature_map")
+            in_channels = trunk.local_dim if local else trunk.out_dim
+            self.embedder = AttentiveGrouping(in_channels, embedding_dim=embedding_dim, groups=groups)
         self.fusion = (nn.Linear(embedding_dim * (1 + self.n_children), embedding_dim)
                        if self.n_children else None)
         if not trunk_trainable:
@@ -172,6 +191,8 @@ class NodeModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedder_kind == "dgml":
+            if self.dgml_features == "local" and hasattr(self.trunk, "local_feature_map"):
+                return self.trunk.local_feature_map(x)
             return self.trunk.feature_map(x)
         return self.trunk(x)
 
@@ -182,7 +203,16 @@ class NodeModel(nn.Module):
         if children is None:
             raise ValidationError("This node reads its children's embeddings; pass them as `children`.")
         # the own embedding is normalised first so its scale matches the children's unit vectors
-        return F.normalize(self.fusion(torch.cat([F.normalize(own, dim=1), children], dim=1)), dim=1)
+        own = F.normalize(own, dim=1)
+        if self.training and self.keep_own:  # for OwnPathwayLoss (biasaudit.heml.parents)
+            self._last_own = own
+        return F.normalize(self.fusion(torch.cat([own, children], dim=1)), dim=1)
+
+    def last_own_embedding(self) -> torch.Tensor | None:
+        """The own pixels' (normalised) embedding of the last training forward pass of a
+        parent, once; None otherwise."""
+        own, self._last_own = self._last_own, None
+        return own
 
     def forward(self, x: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
         return self.embed_features(self.features(x), children)
@@ -253,7 +283,8 @@ def build_trunk(spec: str) -> tuple[nn.Module, bool]:
 
 def build_node_model(spec: str, *, embedding_dim: int = 128, hidden_dim: int = 256,
                      seed: int | None = None, frozen_trunks: dict | None = None,
-                     embedder: str = "mlp", groups: int = 4, n_children: int = 0) -> NodeModel:
+                     embedder: str = "mlp", groups: int = 4, n_children: int = 0,
+                     dgml_features: str = "local") -> NodeModel:
     """A fresh node model for trunk ``spec``.
 
     ``seed``: seed the trainable weights (trunk if trained, embedder) so that every node
@@ -273,7 +304,7 @@ def build_node_model(spec: str, *, embedding_dim: int = 128, hidden_dim: int = 2
         torch.manual_seed(seed)  # the embedder's start must not depend on the trunk's loading
     return NodeModel(trunk, embedding_dim=embedding_dim, hidden_dim=hidden_dim,
                      trunk_trainable=trainable, trunk_spec=spec, embedder=embedder, groups=groups,
-                     n_children=n_children)
+                     n_children=n_children, dgml_features=dgml_features)
 
 
 def load_efficientnet_lite0() -> nn.Module:

@@ -43,9 +43,11 @@ def parse_supervision(value: str) -> tuple[str, str | None]:
     )
 
 
-def usable_images(ws_root: str | Path) -> pd.DataFrame:  # noqa: F821
-    """Manifest rows with ``status == "ok"`` (the images HEML can use)."""
+def usable_images(ws_root: str | Path, *, columns: list[str] | None = None) -> pd.DataFrame:  # noqa: F821
+    """Manifest rows with ``status == "ok"`` (the images HEML can use); ``columns``: read
+    only these (``image`` and ``status`` always), the rest stay on disk."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     ws = Workspace(ws_root)
     if not ws.manifest.is_file():
@@ -53,11 +55,15 @@ def usable_images(ws_root: str | Path) -> pd.DataFrame:  # noqa: F821
             f"{ws.manifest} does not exist; {ws.root} is not a segmented workspace. Run "
             f"`biasaudit segment DATA --out {ws.root}` (or `biasaudit scan`) first."
         )
-    table = pd.read_parquet(ws.manifest)
+    if columns is not None:
+        names = set(pq.read_schema(ws.manifest).names)
+        columns = list(dict.fromkeys(["image", "status", *(c for c in columns if c in names)]))
+    table = pd.read_parquet(ws.manifest, columns=columns)
     return table[table["status"] == "ok"].reset_index(drop=True)
 
 
-def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 128,
+                workers: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Images (N×S×S×3 uint8) and part maps (N×S×S uint16: a quarter of int64's memory)
     of ``image_ids``, resized to S = ``image_size``."""
     import cv2
@@ -75,7 +81,7 @@ def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 
 
     images = np.empty((len(image_ids), image_size, image_size, 3), np.uint8)
     maps = np.empty((len(image_ids), image_size, image_size), np.uint16)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, (rgb, parts) in enumerate(progress(pool.map(one, image_ids), desc="loading parts",
                                                    total=len(image_ids))):
             images[i], maps[i] = rgb, parts
@@ -84,10 +90,13 @@ def load_arrays(ws_root: str | Path, image_ids: list[str], *, image_size: int = 
 
 def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe: Any = None,
                        image_size: int = 128, device: str = "auto", embed: bool = True, **params: Any):
-    """Train HEML on every usable image of a segmented workspace and write its outputs.
+    """Train HEML on the usable images of a segmented workspace and write its outputs.
 
     - ``supervision``: ``self`` or ``label:<manifest column>`` (rows without a label are
       left out of training and scoring, but still embedded);
+    - only the images of :func:`~biasaudit.heml.estimator.train_sample` (at most
+      ``max_train_images``, default 2,000) are loaded for training, so its memory does not
+      grow with the dataset; every usable image is embedded, ``EMBED_CHUNK`` at a time;
     - ``recipe``: a segment-tree recipe (path, mapping or built-in schema name); default:
       the workspace schema's recipe in ``recipes/``;
     - ``params``: any further :class:`HEMLConfig` option (``loss``, ``concurrent``, ...).
@@ -95,19 +104,21 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     Writes ``WS/models/`` (see :mod:`biasaudit.heml.persist`) and, unless ``embed=False``,
     the embeddings (:func:`embed_workspace`).
     """
+    import pyarrow.parquet as pq
+
     from biasaudit.core.threads import configure_threads
-    from biasaudit.heml.estimator import HEML
+    from biasaudit.heml.estimator import HEML, train_sample
 
     configure_threads()
     ws = Workspace(ws_root)
     kind, column = parse_supervision(supervision)
-    table = usable_images(ws.root)
+    table = usable_images(ws.root, columns=[] if column is None else [column])
     if table.empty:
         raise DatasetError(f"{ws.manifest} has no image with status 'ok'; nothing to train HEML on.")
     y = None
     if column is not None:
         if column not in table.columns:
-            extra = [c for c in table.columns if c not in BASE_COLUMNS]
+            extra = [c for c in pq.read_schema(ws.manifest).names if c not in BASE_COLUMNS]
             raise ValidationError(
                 f"--supervision label:{column}: column '{column}' is not in {ws.manifest}. "
                 f"Label columns there: {', '.join(extra) or '(none: add a labels.csv to the dataset)'}."
@@ -116,12 +127,16 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     schema = _workspace_schema(ws)
     tree = recipe if recipe is not None else schema
     ids = table["image"].tolist()
-    images, maps = load_arrays(ws.root, ids, image_size=image_size)
-    heml = HEML(tree=tree, supervision=kind, device=device, **params).fit(images, maps, y)
-    del images, maps  # embedding streams them again in chunks
+    heml = HEML(tree=tree, supervision=kind, device=device, **params)
+    heml._check_params()
+    rows = train_sample(len(ids), y=y, max_images=heml.max_train_images, seed=heml.seed)
+    images, maps = load_arrays(ws.root, [ids[i] for i in rows], image_size=image_size)
+    heml.fit(images, maps, None if y is None else y.iloc[rows].reset_index(drop=True))
+    del images, maps  # embedding streams every image in chunks
     heml.save(ws.models_dir)
     write_json_atomic(ws.models_dir / GLUE_FILE, {"image_size": image_size, "supervision": supervision,
-                                                  "n_images": len(ids), "label": column})
+                                                  "n_images": len(ids), "n_train_images": len(rows),
+                                                  "max_train_images": heml.max_train_images, "label": column})
     if embed:
         embed_workspace(ws.root, heml, ids, image_size=image_size)
     return heml
@@ -135,18 +150,27 @@ def embed_workspace(ws_root: str | Path, heml, image_ids: list[str], *, image_si
 
     Each node's file is filled through a memory map and renamed into place when complete,
     so neither the images nor the embeddings are held whole, and a kill leaves only whole
-    files (``kill_point("embeddings")`` after each).
+    files (``kill_point("embeddings")`` after each). The next chunk is decoded (by the
+    engine's ``decode_workers``) while this one is embedded; on the Ray engine every chunk
+    goes through one Ray Data stage (:func:`~biasaudit.heml.ray_engine.embed_workspace_on_ray`).
+    Where the time went is added to ``WS/timings.json`` under ``embed``.
 
     >>> emb = embed_workspace("WS", heml, ids)  # doctest: +SKIP
     >>> emb["hair"].shape  # doctest: +SKIP
     (2000, 128)
     """
+    import time
+
+    from biasaudit.core.engine import StageClock, current_engine, record_stage_timing
     from biasaudit.core.io import kill_point
 
+    start = time.perf_counter()
     ws = Workspace(ws_root)
     ids = list(image_ids)
     if not ids:
         raise DatasetError(f"No image to embed in {ws.root}: the manifest has no image with status 'ok'.")
+    engine = current_engine()
+    clock = StageClock("embed", decode_workers=engine.workers, engine=engine.name)
     _write_index(ws, ids)
     for stale in ws.embeddings_dir.glob(".*.npy.part"):  # left by a killed run
         stale.unlink()
@@ -154,15 +178,15 @@ def embed_workspace(ws_root: str | Path, heml, image_ids: list[str], *, image_si
     temps: dict[str, Path] = {}
     arrays: dict[str, np.ndarray] = {}
     try:
-        for lo in range(0, len(ids), chunk):
-            images, maps = load_arrays(ws.root, ids[lo : lo + chunk], image_size=image_size)
-            emb = heml.embed(images, maps)
+        for lo, emb in embedded_chunks(ws.root, heml, ids, image_size=image_size, chunk=chunk, clock=clock):
+            t0 = time.perf_counter()
             for node in nodes:
                 if node not in arrays:
                     temps[node] = ws.embeddings_dir / f".{ws.embedding_path(node).name}.part"
                     arrays[node] = np.lib.format.open_memmap(temps[node], mode="w+", dtype=np.float16,
                                                              shape=(len(ids), emb[node].shape[1]))
-                arrays[node][lo : lo + len(images)] = emb[node]
+                arrays[node][lo : lo + len(emb[node])] = emb[node]
+            clock.add("write_s", time.perf_counter() - t0)
         for node in nodes:
             arrays[node].flush()
             del arrays[node]
@@ -171,7 +195,55 @@ def embed_workspace(ws_root: str | Path, heml, image_ids: list[str], *, image_si
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
+    clock.wall_s = time.perf_counter() - start
+    record_stage_timing(ws.root, clock)
     return read_embeddings(ws.root, None, nodes)  # rows are in the order of ids: the index just written
+
+
+#: images per forward pass when embedding: the block size fixes the bits on a CPU (see
+#: HEML.embed), so it is one number per device type, whatever the engine
+EMBED_BATCH = {"cpu": 256, "cuda": 1024}
+
+
+def embedded_chunks(ws_root: str | Path, heml, ids: list[str], *, image_size: int, chunk: int, clock=None):
+    """(first row, node → embeddings) for ``ids`` in order, ``chunk`` images at a time.
+    Locally, a loader thread decodes the next chunk (with the engine's ``decode_workers``)
+    while this one is embedded; on the Ray engine, one Ray Data stage embeds them all.
+    ``clock`` (a :class:`~biasaudit.core.engine.StageClock`): where the time went."""
+    import time
+
+    from biasaudit.core.engine import current_engine, decode_ahead
+    from biasaudit.heml.training import resolve_device
+
+    engine = current_engine()
+    setup = resolve_device(heml.device)
+    batch = EMBED_BATCH["cuda" if setup.is_cuda else "cpu"]
+    if clock is not None:
+        clock.device, clock.batch_size = str(setup.device), batch
+    if engine.is_ray and len(ids) > batch:
+        from biasaudit.heml.ray_engine import embed_workspace_on_ray
+
+        for lo, emb in embed_workspace_on_ray(ws_root, heml, ids, image_size=image_size, chunk=chunk,
+                                              batch_size=batch):
+            if clock is not None:
+                clock.n_images += len(next(iter(emb.values())))
+            yield lo, emb
+        return
+
+    def load(lo: int):
+        return load_arrays(ws_root, ids[lo : lo + chunk], image_size=image_size, workers=engine.workers)
+
+    with ThreadPoolExecutor(max_workers=1) as loader:  # one chunk ahead: two in memory at most
+        starts = range(0, len(ids), chunk)
+        for lo, (images, maps) in zip(starts, decode_ahead(load, starts, pool=loader, ahead=1, clock=clock),
+                                      strict=True):
+            t0 = time.perf_counter()
+            emb = heml.embed(images, maps, batch_size=batch)
+            if clock is not None:
+                clock.compute_s += time.perf_counter() - t0
+                clock.n_images += len(images)
+            del images, maps  # this chunk and the next one loading: two in memory, never three
+            yield lo, emb
 
 
 def read_embeddings(ws_root: str | Path, image_ids: list[str] | None, nodes: list[str]) -> dict[str, np.ndarray]:

@@ -56,14 +56,18 @@ def telling_pairs(ws: Workspace, root: str, labels: Any, *, n_pairs: int = 3, ma
     if not index_path.is_file() or not emb_path.is_file() or labels is None:
         return []
     ids = pd.read_parquet(index_path)["image"].astype(str).to_numpy()
-    emb = np.load(emb_path).astype(np.float32)
+    # memory-mapped and read in blocks: only the ``max_images`` compared rows are loaded whole
+    emb = np.load(emb_path, mmap_mode="r")
+    embedded = np.zeros(len(emb), bool)
+    for lo in range(0, len(emb), 65536):
+        embedded[lo : lo + 65536] = np.any(np.asarray(emb[lo : lo + 65536]) != 0, axis=1)
     y = pd.Series(labels).reindex(ids)
-    keep = np.flatnonzero(y.notna().to_numpy() & np.any(emb != 0, axis=1))
+    keep = np.flatnonzero(y.notna().to_numpy() & embedded)
     if len(keep) > max_images:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_images, replace=False))
     if len(keep) < 2:
         return []
-    x = emb[keep]
+    x = np.asarray(emb[keep], np.float32)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sim = x @ x.T
     yk = y.to_numpy()[keep].astype(str)
@@ -88,9 +92,10 @@ def metric_tree(ws: Workspace, tree: Mapping[str, Any], a: str, b: str, *, node_
     """The metric tree of images ``a`` and ``b`` as nested dicts (distance and both crops per node)."""
     import pandas as pd
 
-    ids = pd.read_parquet(ws.embeddings_dir / "index.parquet")["image"].astype(str).tolist()
-    row = {name: i for i, name in enumerate(ids)}
-    ia, ib = row[a], row[b]
+    ids = pd.Index(pd.read_parquet(ws.embeddings_dir / "index.parquet")["image"].astype(str))
+    ia, ib = (int(i) for i in ids.get_indexer([a, b]))
+    if ia < 0 or ib < 0:
+        raise KeyError(f"{a if ia < 0 else b} has no row in {ws.embeddings_dir / 'index.parquet'}")
 
     def walk(node: Mapping[str, Any]) -> dict[str, Any]:
         name = str(node.get("name", "?"))

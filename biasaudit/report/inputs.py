@@ -3,6 +3,10 @@ folder and a probe file. Every file is read defensively (``.get`` with defaults)
 shapes of findings.json, rebalance.json, metrics.json and the probe output gain fields
 over time, and a report must still render from an older or partial workspace.
 
+The manifest, segment and attribute tables are not read here: the report reads them
+later in batches, only the columns it needs (:mod:`biasaudit.report.tables`), so its
+memory does not grow with the dataset.
+
 >>> inputs = load_inputs("WS", rebalance="NEW", eval="EVAL", probe="probe.json")  # doctest: +SKIP
 >>> inputs.findings[0]["segment"]                                                   # doctest: +SKIP
 'hair'
@@ -16,20 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.core.errors import DatasetError, ValidationError
-from biasaudit.core.io import read_parquet_table
+from biasaudit.core.io import table_exists
 from biasaudit.core.workspace import Workspace
 
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """Everything a report shows, as plain JSON-like data plus pandas tables."""
+    """Everything a report shows: plain JSON-like data, and the paths of the workspace's
+    tables (None where a table is missing)."""
 
     workspace: Path
     findings_doc: dict[str, Any]
     config: dict[str, Any]
-    manifest: Any = None                   # pandas DataFrame or None
-    segments: Any = None
-    attributes: Any = None
+    manifest_path: Path | None = None
+    segments_path: Path | None = None
+    attributes_path: Path | None = None
     node_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tree: dict[str, Any] | None = None     # WS/models/tree.json (a recipe mapping)
     node_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -74,16 +79,16 @@ def load_inputs(workspace: str | Path, *, rebalance: str | Path | None = None, e
     findings_doc = _read_json(ws.findings, "findings.json")
     config = _read_json(ws.config, "config.json") if ws.config.is_file() else {}
 
-    def table(path: Path):  # a file, or a folder of shards (segments.parquet)
-        return read_parquet_table(path)
+    def table(path: Path) -> Path | None:  # a file, or a folder of shards (segments.parquet)
+        return path if table_exists(path) else None
 
     tree, node_parts, metrics = _heml(ws)
     reb_doc, reb_dir = _rebalance(rebalance)
     eval_doc, eval_dir = _eval(eval)
     probe_doc, probe_path = _probe(probe)
     return ReportInputs(
-        workspace=ws.root, findings_doc=findings_doc, config=config, manifest=table(ws.manifest),
-        segments=table(ws.segments), attributes=table(ws.attributes), node_parts=node_parts, tree=tree,
+        workspace=ws.root, findings_doc=findings_doc, config=config, manifest_path=table(ws.manifest),
+        segments_path=table(ws.segments), attributes_path=table(ws.attributes), node_parts=node_parts, tree=tree,
         node_metrics=metrics, rebalance=reb_doc, rebalance_dir=reb_dir, eval=eval_doc, eval_dir=eval_dir,
         probe=probe_doc, probe_path=probe_path,
     )

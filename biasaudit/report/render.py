@@ -27,7 +27,7 @@ import numpy as np
 from biasaudit import __version__
 from biasaudit.core.io import write_text_atomic
 from biasaudit.core.workspace import Workspace
-from biasaudit.report import heml_view, svg
+from biasaudit.report import heml_view, svg, tables
 from biasaudit.report.images import downscale, file_thumbnail, thumbnail
 from biasaudit.report.inputs import ReportInputs, load_inputs
 from biasaudit.report.sentences import (
@@ -65,6 +65,7 @@ class ReportOptions:
     n_metric_trees: int = 3
     n_repair_samples: int = 6
     max_error_rows: int = 5000     # every unusable file up to this many (then a count)
+    max_pool: int = tables.MAX_POOL  # images per value the exemplars are drawn from (counts stay exact)
     seed: int = 0
 
 
@@ -128,13 +129,17 @@ class _Context:
         self.labels = [str(c) for c in self.settings.get("labels") or ()]
         self.sensitive = [str(c) for c in self.settings.get("sensitive") or ()]
         self._images: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-        manifest = inputs.manifest
-        self.ok_ids: set[str] = set()
-        self.label_table = None
-        if manifest is not None and "image" in manifest.columns:
-            ok = manifest[manifest["status"] == "ok"] if "status" in manifest.columns else manifest
-            self.ok_ids = set(ok["image"].astype(str))
-            self.label_table = ok.assign(image=ok["image"].astype(str)).set_index("image")
+        # the manifest is read once, in batches: counts, the first error rows, and the label
+        # columns of the usable images (captions, label counts, metric-tree pairs)
+        finding_labels = [str(f["label"]) for f in inputs.findings + inputs.expected if f.get("label")]
+        self.manifest = tables.read_manifest(inputs.manifest_path,
+                                             label_columns=self.labels + self.sensitive + finding_labels,
+                                             max_error_rows=opts.max_error_rows)
+        self.label_table = self.manifest.labels if self.manifest is not None else None
+        # usable image ids (None: no manifest ids, count every row of the other tables)
+        self.usable = None
+        if self.label_table is not None and len(self.label_table):
+            self.usable = self.label_table.index.unique()
 
     # -------------------------------------------------------------- helpers
     def _load(self, image_id: str):
@@ -289,7 +294,6 @@ class _Context:
         return out
 
     def _exemplars(self, f: Mapping[str, Any], table_rows: Sequence[str]) -> list[dict[str, Any]]:
-        attrs = self.inputs.attributes
         evidence = f.get("evidence") or {}
         segment = str(f.get("segment") or "")
         kind_col = str(evidence.get("attribute_kind") or "")
@@ -299,24 +303,25 @@ class _Context:
         part_text = " + ".join(parts) or segment
         rng = np.random.default_rng(self.opts.seed)
         groups: list[tuple[str, list[str], int]] = []
-        if attrs is not None and kind_col in attrs.columns and "node" in attrs.columns:
-            rows = attrs[(attrs["node"].astype(str) == segment)]
-            rows = rows[rows["image"].astype(str).isin(self.ok_ids)] if self.ok_ids else rows
-            vals = rows[kind_col].astype(str)
-            counts = vals[vals != ""].value_counts()
+        # counts over every usable image; images drawn from a bounded pool per value (every
+        # image of the value while there are at most tables.MAX_POOL)
+        pool = tables.attribute_pool(self.inputs.attributes_path, node=segment, column=kind_col,
+                                     usable=self.usable, max_pool=self.opts.max_pool) if kind_col else None
+        if pool is not None:
+            counts = pool.counts()
+            counts = counts[counts.index != ""].sort_values(ascending=False, kind="stable")
             order = [v for v in table_rows if v in counts.index] or list(counts.index)
             name, value = attribute_title(f)
             if value in order:  # the finding's own value first
                 order.remove(value)
                 order.insert(0, value)
             for v in order[: self.opts.max_values]:
-                ids = rows.loc[vals == v, "image"].astype(str).tolist()
-                groups.append((f"{name} '{v}'", ids, len(ids)))
+                groups.append((f"{name} '{v}'", pool.ids(v), int(counts[v])))
         elif label and self.label_table is not None and str(label) in self.label_table.columns:
             col = self.label_table[str(label)].dropna()
             for v in sorted({_clean_label(x) for x in col}, key=str)[: self.opts.max_values]:
-                ids = [i for i, x in col.items() if _clean_label(x) == v]
-                groups.append((f"{label}={v}", [str(i) for i in ids], len(ids)))
+                ids = [str(i) for i, x in col.items() if _clean_label(x) == v]
+                groups.append((f"{label}={v}", tables.bounded_ids(ids, self.opts.max_pool), len(ids)))
         out = []
         for title, ids, count in groups:
             pick = sorted(rng.choice(ids, min(self.opts.thumbs_per_value, len(ids)), replace=False)) if ids else []
@@ -343,33 +348,27 @@ class _Context:
         return out
 
     def dataset(self) -> dict[str, Any]:
-        manifest = self.inputs.manifest
+        manifest = self.manifest
         doc = self.inputs.findings_doc.get("dataset") or {}
+        n_ok = len(self.usable) if self.usable is not None else 0
         out: dict[str, Any] = {"n_images": doc.get("n_images"), "n_errors": doc.get("n_errors"), "errors": [],
                                "n_error_rows": 0, "coverage": None, "coverage_rows": [], "labels": [],
-                               "n_ok": len(self.ok_ids) if manifest is not None else None, "warnings": 0}
+                               "n_ok": n_ok if manifest is not None else None, "warnings": 0}
         if manifest is not None:
-            out["n_images"] = len(manifest)
-            if "status" in manifest.columns:
-                bad = manifest[manifest["status"] != "ok"]
-                out["n_errors"] = len(bad)
-                out["n_error_rows"] = len(bad)
-                for _, r in bad.head(self.opts.max_error_rows).iterrows():
-                    out["errors"].append({"image": str(r.get("image", "")), "status": str(r.get("status", "")),
-                                          "error": str(r.get("error", "") or "")})
-            if "warning" in manifest.columns:
-                out["warnings"] = int((manifest["warning"].fillna("").astype(str) != "").sum())
+            out["n_images"] = manifest.n_images
+            if manifest.has_status:
+                out["n_errors"] = manifest.n_errors
+                out["n_error_rows"] = manifest.n_errors
+                out["errors"] = [dict(r) for r in manifest.error_rows]
+            if manifest.has_warning:
+                out["warnings"] = manifest.n_warnings
             for col in self.labels + self.sensitive:
                 if col in manifest.columns and self.label_table is not None:
                     vc = self.label_table[col].map(lambda x: "(missing)" if x != x else _clean_label(x)).value_counts()
                     out["labels"].append({"column": col, "counts": [(str(k), int(v)) for k, v in vc.items()]})
-        seg = self.inputs.segments
-        if seg is not None and {"part", "present", "image"} <= set(seg.columns):
-            if self.ok_ids:
-                seg = seg[seg["image"].astype(str).isin(self.ok_ids)]
-            cov = seg.groupby("part", sort=False)["present"].mean()
-            cov = cov.sort_values(ascending=False)
-            out["coverage_rows"] = [(str(p), float(v)) for p, v in cov.items()]
+        coverage = tables.part_coverage(self.inputs.segments_path, usable=self.usable)
+        if coverage is not None:
+            out["coverage_rows"] = coverage
             out["coverage"] = svg.coverage_bars(out["coverage_rows"], title="Part coverage: share of usable "
                                                 "images in which each part is present")
         return out

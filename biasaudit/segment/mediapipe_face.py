@@ -87,7 +87,7 @@ class MediapipeFaceSegmenter(Segmenter):
     def fingerprint(self) -> str:
         return f"mediapipe-face|{self.schema.name}|mp0.10|p{self.person_threshold}|dE{SKIN_DELTA_E}"
 
-    def segment_batch(self, images: Sequence[np.ndarray]) -> list[SegmentOutput]:
+    def segment_batch(self, images: Sequence[np.ndarray], prepared=None) -> list[SegmentOutput]:
         # MediaPipe's graphs take one image at a time; batching only amortises Python overhead.
         return [self._segment_one(np.ascontiguousarray(im, dtype=np.uint8)) for im in images]
 
@@ -201,7 +201,8 @@ class MediapipeFaceSegmenter(Segmenter):
         self._mesh = self._selfie = None
 
 
-def _make_mediapipe(arg, *, schema: Schema, device: str = "auto", batch_size: int = 8) -> MediapipeFaceSegmenter:
+def _make_mediapipe(arg, *, schema: Schema, device: str = "auto",
+                    batch_size: int | None = None) -> MediapipeFaceSegmenter:
     if arg:
         raise ValidationError(f"--segmenter mediapipe-face takes no argument; got 'mediapipe-face:{arg}'.")
     if schema is not None and schema.name != "celebamask-hq":
@@ -209,7 +210,7 @@ def _make_mediapipe(arg, *, schema: Schema, device: str = "auto", batch_size: in
             f"--segmenter mediapipe-face writes the 'celebamask-hq' schema, not '{schema.name}'; "
             f"use --schema celebamask-hq (or leave --schema out)."
         )
-    return MediapipeFaceSegmenter(batch_size=batch_size)
+    return MediapipeFaceSegmenter(batch_size=batch_size or 8)
 
 
 register_segmenter("mediapipe-face", _make_mediapipe)

@@ -16,7 +16,18 @@ Files written (all atomically):
   reads the folder whole; :func:`segment_table` / :func:`iter_segment_parts` are the
   readers. A workspace written by an older version (one ``segments.parquet`` file) is
   still read, and rewritten as shards by the next ``segment``/``scan``;
-- ``WS/config.json`` — the resolved configuration (merged into an existing file).
+- ``WS/config.json`` — the resolved configuration (merged into an existing file);
+- ``WS/timings.json`` — under ``segment``, where the time went: decoding (summed over the
+  decoding workers) against the segmenter's compute, and images/s
+  (:class:`~biasaudit.core.engine.StageClock`).
+
+Decoding runs ahead of the segmenter on ``workers`` threads (the engine's
+``decode_workers``, default one per CPU): while the model segments one batch the next
+ones are read, looked up in the mask cache and prepared for the model
+(:meth:`Segmenter.prepare`), and their part statistics are computed while the model runs
+the batch after (and fresh label maps are written to the cache there). Batches are made
+in manifest order whatever the number of threads, so every file written is the same for
+any ``workers``.
 
 The manifest is saved right after validation; a killed run started again reuses every
 finished shard (and, for model segmenters, every label map already in ``WS/masks``), so
@@ -40,7 +51,15 @@ import numpy as np
 import pandas as pd
 
 from biasaudit import __version__
-from biasaudit.core.engine import Engine, current_engine, make_engine, use_engine
+from biasaudit.core.engine import (
+    Engine,
+    StageClock,
+    current_engine,
+    decode_ahead,
+    make_engine,
+    record_stage_timing,
+    use_engine,
+)
 from biasaudit.core.errors import BiasauditError, DatasetError, ValidationError
 from biasaudit.core.io import (
     iter_parquet_parts,
@@ -55,7 +74,7 @@ from biasaudit.core.io import (
 from biasaudit.core.progress import progress_enabled
 from biasaudit.core.schema import Schema, load_schema
 from biasaudit.core.workspace import Workspace
-from biasaudit.segment.base import Segmenter, SegmentFailure, make_segmenter
+from biasaudit.segment.base import Segmenter, SegmentFailure, make_segmenter, takes_prepared
 from biasaudit.segment.cache import MaskCache, cache_dirname
 from biasaudit.segment.stats import SEGMENT_COLUMNS, part_statistics_columns, segments_frame
 
@@ -157,7 +176,7 @@ def segment_dataset(
     schema: str | Path | Schema | None = None,
     layout: str = "auto",
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int | None = None,
     revalidate: bool = False,
     engine: str | Engine | None = None,
@@ -173,6 +192,8 @@ def segment_dataset(
     ``engine`` (``local``, ``ray`` or an :class:`~biasaudit.core.engine.Engine`; default:
     the one chosen by ``use_engine``, else local) runs validation, segmentation and
     statistics on Ray Data instead of this process's threads; the files are the same.
+    ``workers``: decoding threads (default: the engine's ``decode_workers``, else one per
+    CPU); ``batch_size``: images per forward pass (default: 8 on a CPU, 64 on a GPU).
 
     >>> r = segment_dataset("data/faces", "ws", segmenter="masks")  # doctest: +SKIP
     >>> r.n_ok, r.segments.columns[:3].tolist()  # doctest: +SKIP
@@ -214,8 +235,8 @@ def segment_dataset(
         spec, schema=target_schema, device=device, batch_size=batch_size
     )
     ws.ensure()
-    chosen = current_engine() if engine is None else (
-        engine if isinstance(engine, Engine) else make_engine(engine))
+    chosen = current_engine() if engine is None else make_engine(engine)
+    workers = workers or chosen.workers
     # a model cannot travel between machines: Ray workers build their own from the spec
     rebuild = None if isinstance(segmenter, Segmenter) else partial(
         make_segmenter, spec, schema=target_schema, device=device, batch_size=batch_size)
@@ -226,11 +247,11 @@ def segment_dataset(
             manifest.save(ws.manifest)
             kill_point("validate")
             result = _run(dataset, manifest, seg, ws, sources, spec=spec, workers=workers, start=start,
-                          rebuild=rebuild, device=device)
+                          rebuild=rebuild, device=device, batch_size=batch_size)
     finally:
         if not isinstance(segmenter, Segmenter):
             seg.close()
-    _write_config(ws, dataset, seg, spec=spec, device=device, batch_size=batch_size)
+    _write_config(ws, dataset, seg, spec=spec, device=device, batch_size=seg.batch_size)
     return result
 
 
@@ -274,10 +295,10 @@ def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, reval
 
 
 def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, str], *, spec: str, workers,
-         start, rebuild=None, device: str = "auto") -> SegmentationResult:
-    from tqdm.auto import tqdm
+         start, rebuild=None, device: str = "auto", batch_size: int | None = None) -> SegmentationResult:
+    from collections import deque
 
-    from biasaudit.data.validate import default_workers
+    from tqdm.auto import tqdm
 
     table = manifest.table.copy()
     by_id = {s.image_id: s for s in dataset.samples}
@@ -289,41 +310,71 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
     counts = {"segmented": 0, "cached": 0, "reused": 0}
     failures: dict[str, str] = {}
     chunk = max(1, seg.batch_size)
-    n_threads = workers or default_workers()
+    n_threads = workers or current_engine().workers
+    clock = StageClock("segment", decode_workers=n_threads, device=str(getattr(seg, "device", "cpu")),
+                       batch_size=chunk, engine=current_engine().name)
+    clock.add("validate_s", time.perf_counter() - start)
+    # decoded images in flight: the next two batches, and enough to keep every thread busy
+    ahead = 2 * chunk + n_threads
     legacy = _legacy_rows(ws.segments)
     order = {img: i for i, img in enumerate(table["image"])}
     shards = _shard_ids(table["image"].tolist())
 
-    def add_stats(img: str, image: np.ndarray, label_map: np.ndarray) -> dict[str, list]:
+    def add_stats(img: str, image: np.ndarray, label_map: np.ndarray, store: bool) -> tuple[dict[str, list], float]:
+        t0 = time.perf_counter()
+        if store:  # PNG encoding a fresh map is CPU work too: off the model's thread
+            cache.put(sha_of[img], label_map)
         cols = part_statistics_columns(image, label_map, seg.schema, image_id=img)
         cols["sha256"] = [sha_of[img]] * len(cols["image"])
         cols["source"] = [sources[img]] * len(cols["image"])
-        return cols
+        return cols, time.perf_counter() - t0
+
+    def decode(img: str) -> Decoded:
+        return decode_sample(seg, by_id[img], sha_of[img], cache)
 
     def segment_ids(todo: list[str], columns: dict[str, list], pool, bar) -> None:
-        """Segment and describe ``todo`` batch by batch, appending to ``columns``."""
+        """Segment and describe ``todo`` batch by batch, appending to ``columns`` in
+        ``todo``'s order: the next batches decode while the model runs, and one batch's
+        statistics are computed while the model runs the next."""
         if ray_stream is not None:  # --engine ray: rows come from one Ray Data stage for the whole run
             done = len(todo)
             todo = ray_stream.take(todo, columns, failures, counts)
             bar.update(done - len(todo))
+            clock.n_images += done - len(todo)
+        pending: deque = deque()  # (ids, statistics jobs) of the batch before this one
+
+        def collect() -> None:
+            ids, jobs = pending.popleft()
+            for job in jobs:
+                cols, seconds = job.result()
+                clock.add("stats_s", seconds)
+                for c, vals in cols.items():
+                    columns[c].extend(vals)
+            bar.update(len(ids))
+            kill_point("segment-batch")
+
+        decoded = decode_ahead(decode, todo, pool=pool, ahead=ahead, clock=clock)
         for lo in range(0, len(todo), chunk):
             ids = todo[lo : lo + chunk]
-            samples = [by_id[i] for i in ids]
-            images = list(pool.map(_read_image_or_error, samples))
-            maps, how = label_maps(seg, samples, images, [sha_of[i] for i in ids], cache)
+            batch = [next(decoded) for _ in ids]
+            with clock.computing():
+                maps, how = label_maps(seg, [by_id[i] for i in ids], batch, [sha_of[i] for i in ids], cache,
+                                       write_cache=False)
             counts["cached"] += how.count("cached")
             counts["segmented"] += how.count("segmented")
+            clock.n_images += len(ids)
             jobs = []
             for k, img in enumerate(ids):
                 if isinstance(maps[k], SegmentFailure):
                     failures[img] = maps[k].message
                 else:
-                    jobs.append(pool.submit(add_stats, img, images[k], maps[k]))
-            for job in jobs:
-                for c, vals in job.result().items():
-                    columns[c].extend(vals)
-            bar.update(len(ids))
-            kill_point("segment-batch")
+                    jobs.append(pool.submit(add_stats, img, batch[k].image, maps[k],
+                                            cache is not None and how[k] == "segmented"))
+            pending.append((ids, jobs))
+            if len(pending) > 1:
+                collect()
+        while pending:
+            collect()
 
     ray_stream = None
     if current_engine().is_ray:
@@ -333,7 +384,7 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
                            sources=sources, legacy=legacy)
         ray_stream = RaySegmentStream(seg, [by_id[i] for i in planned], sha_of=sha_of, sources=sources,
                                       masks_dir=ws.masks_dir if model_backed else None, rebuild=rebuild,
-                                      device=device)
+                                      device=device, batch_size=batch_size)
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
         bar = tqdm(total=len(sha_of), desc=f"segment ({spec})", unit="img", disable=not progress_enabled(),
                    delay=1.0, dynamic_ncols=True, leave=False)
@@ -360,6 +411,8 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
     _drop_stale(ws, len(shards))
     table = _save(ws, manifest, table, failures, spec)
     failed = table[table["status"] != "ok"][["image", "error"]].reset_index(drop=True)
+    clock.wall_s = time.perf_counter() - start
+    record_stage_timing(ws.root, clock)
     return SegmentationResult(
         workspace=ws.root, segmenter=spec, schema=seg.schema, n_images=len(table),
         n_ok=int((table["status"] == "ok").sum()), n_failed=len(failed),
@@ -432,26 +485,51 @@ def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str]
     return table
 
 
-def label_maps(seg: Segmenter, samples: list, images: list, shas: list[str], cache) -> tuple[list, list]:
-    """(part map or :class:`SegmentFailure`, how) per image: an unreadable image stays its
-    failure; a cached map of the same size is reused (how ``cached``); the rest are
-    segmented in one call and cached (how ``segmented``). Both engines go through here."""
-    maps: list = [im if isinstance(im, SegmentFailure) else None for im in images]
-    how: list[str | None] = [None] * len(images)
-    if cache is not None:
-        for k, sha in enumerate(shas):
-            if maps[k] is None:
-                hit = cache.get(sha)
-                if hit is not None and hit.shape == images[k].shape[:2]:
-                    maps[k], how[k] = hit, "cached"
-    need = [k for k in range(len(images)) if maps[k] is None]
+@dataclass(frozen=True)
+class Decoded:
+    """One image as a decoding worker leaves it: the pixels (or why they could not be
+    read), its label map from the mask cache when there is a current one, else what
+    :meth:`Segmenter.prepare` made of it for the segmenter."""
+
+    image: np.ndarray | SegmentFailure
+    cached: np.ndarray | None = None
+    prepared: object = None
+
+
+def decode_sample(seg: Segmenter, sample, sha: str | None, cache) -> Decoded:
+    """Read ``sample``'s image, reuse its cached label map of the same size, or prepare
+    it for ``seg``: everything before the model, for a decoding worker. Both engines go
+    through here."""
+    image = _read_image_or_error(sample)
+    if isinstance(image, SegmentFailure):
+        return Decoded(image)
+    if cache is not None and sha is not None:
+        hit = cache.get(sha)
+        if hit is not None and hit.shape == image.shape[:2]:
+            return Decoded(image, cached=hit)
+    return Decoded(image, prepared=seg.prepare(sample, image))
+
+
+def label_maps(seg: Segmenter, samples: list, decoded: list[Decoded], shas: list[str], cache, *,
+               write_cache: bool = True) -> tuple[list, list]:
+    """(part map or :class:`SegmentFailure`, how) per image, from :func:`decode_sample`'s
+    results: an unreadable image stays its failure; a cached map is reused (how
+    ``cached``); the rest are segmented in one call and cached (how ``segmented``;
+    ``write_cache=False``: the caller writes them). Both engines go through here."""
+    maps: list = [d.image if isinstance(d.image, SegmentFailure) else d.cached for d in decoded]
+    how: list[str | None] = ["cached" if d.cached is not None else None for d in decoded]
+    need = [k for k in range(len(decoded)) if maps[k] is None]
     if need:
-        outs = seg.segment_samples([samples[k] for k in need], [images[k] for k in need])
+        prepared = [decoded[k].prepared for k in need]
+        todo = ([samples[k] for k in need], [decoded[k].image for k in need])
+        outs = (seg.segment_samples(*todo, prepared=prepared)
+                if any(p is not None for p in prepared) and takes_prepared(seg.segment_samples)
+                else seg.segment_samples(*todo))
         for k, out in zip(need, outs, strict=True):
             maps[k] = out
             if isinstance(out, np.ndarray):
                 how[k] = "segmented"
-                if cache is not None:
+                if cache is not None and write_cache:
                     cache.put(shas[k], out)
     return maps, how
 

@@ -60,11 +60,13 @@ class RaySegmentStream:
     needs. The actors (and their models) live for the whole run, not one shard.
 
     ``rebuild`` makes the segmenter on a worker (a model cannot travel between
-    machines); None sends ``seg`` itself, which then must be picklable.
+    machines); None sends ``seg`` itself, which then must be picklable. ``batch_size``:
+    images per actor call (None: the default of the actors' device, 64 on GPUs).
     """
 
     def __init__(self, seg: Segmenter, samples: list, *, sha_of: dict[str, str], sources: dict[str, str],
-                 masks_dir: Path | None, rebuild: Callable[[], Segmenter] | None, device: str = "auto") -> None:
+                 masks_dir: Path | None, rebuild: Callable[[], Segmenter] | None, device: str = "auto",
+                 batch_size: int | None = None) -> None:
         from biasaudit.core.engine import ray_map_batches, ray_resources, ray_session
 
         ray_session()
@@ -72,10 +74,15 @@ class RaySegmentStream:
         make = rebuild if rebuild is not None else partial(_same, seg)
         items = [{"sample": s, "sha": sha_of[s.image_id]} for s in samples]
         if seg.needs_images:
+            from biasaudit.segment.base import DEFAULT_BATCH_SIZE
+
             _, gpus = ray_resources()
+            on_gpus = bool(gpus) and device != "cpu"
+            # the driver may have no GPU: the actors' device sets the default batch, not its own
+            batch = batch_size or (DEFAULT_BATCH_SIZE["cuda"] if on_gpus else seg.batch_size)
             results = ray_map_batches(
-                _SegmentActor, items, batch_size=max(1, seg.batch_size),
-                gpus_per_actor=1.0 if gpus and device != "cpu" else 0.0,
+                _SegmentActor, items, batch_size=max(1, batch),
+                gpus_per_actor=1.0 if on_gpus else 0.0,
                 constructor_kwargs={"make": make, "masks_dir": None if masks_dir is None else str(masks_dir)},
             )
         else:
@@ -118,18 +125,19 @@ def _same(seg: Segmenter) -> Segmenter:  # noqa: D103  (a picklable "return seg"
 
 def _segment_items(seg: Segmenter, items: list[dict], cache) -> list[dict[str, Any]]:
     """One batch, as the local loop does it: read, reuse cached maps, segment the rest, describe."""
-    from biasaudit.segment.pipeline import _read_image_or_error, label_maps
+    from biasaudit.segment.pipeline import decode_sample, label_maps
     from biasaudit.segment.stats import part_statistics_columns
 
     samples = [it["sample"] for it in items]
-    images = [_read_image_or_error(s) for s in samples]
-    maps, how = label_maps(seg, samples, images, [it.get("sha") for it in items], cache)
+    shas = [it.get("sha") for it in items]
+    decoded = [decode_sample(seg, s, sha, cache) for s, sha in zip(samples, shas, strict=True)]
+    maps, how = label_maps(seg, samples, decoded, shas, cache)
     results = []
     for k, s in enumerate(samples):
         if isinstance(maps[k], SegmentFailure):
             results.append({"failure": maps[k].message})
         else:
-            cols = part_statistics_columns(images[k], maps[k], seg.schema, image_id=s.image_id)
+            cols = part_statistics_columns(decoded[k].image, maps[k], seg.schema, image_id=s.image_id)
             results.append({"cols": cols, "how": how[k]})
     return results
 

@@ -40,9 +40,11 @@ import numpy as np
 
 PLANT = "Smiling:Blond_Hair=0.9"
 FOCUS = ("mouth", "ears", "hair", "image")
+ATTENTION_REGION = ("mouth", "u_lip", "l_lip")
+ATTENTION_NODES = ("mouth", "lower_face", "face", "head", "image")
 
 
-def make_data(path: Path, *, n: int, size: int, seed: int, plant: str | None) -> None:
+def make_data(path: Path, *, n: int, size: int, seed: int, plant: str | None, label: str = "Smiling") -> None:
     from biasaudit.data.synth import SynthFacesConfig, generate_faces, sample_attributes
 
     config = SynthFacesConfig(n=n, seed=seed, size=size, plants=(plant,) if plant else ())
@@ -51,7 +53,7 @@ def make_data(path: Path, *, n: int, size: int, seed: int, plant: str | None) ->
     for _, image, mask, _ in generate_faces(config, table=table):
         images.append(image)
         maps.append(mask)
-    np.savez(path, images=np.stack(images), maps=np.stack(maps), y=table["Smiling"].to_numpy(),
+    np.savez(path, images=np.stack(images), maps=np.stack(maps), y=table[label].to_numpy(),
              blond=table["Blond_Hair"].to_numpy())
 
 
@@ -91,7 +93,20 @@ def worker(spec: dict) -> dict:
     }
     if torch.cuda.is_available() and heml.device_.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
+    if spec.get("attention") and spec.get("embedder") == "dgml":
+        out["attention"] = attention_report(heml, images, maps, y)
     return out
+
+
+def attention_report(heml, images, maps, y) -> dict:
+    """DGML attention on the mouth and lips at the nodes above them, over the test split
+    (issue 12: ≥ 3× the region's share of the node's pixels at the face or the root)."""
+    from biasaudit.heml.dgml import attention_on_region
+
+    test = heml.split_["test"]
+    codes = np.unique(np.asarray(y).astype(str), return_inverse=True)[1]
+    return {node: attention_on_region(heml, images[test], maps[test], node, ATTENTION_REGION, y=codes[test])
+            for node in ATTENTION_NODES if node in heml.models_}
 
 
 def profile_epoch(data: Path, *, repeats: int = 2) -> list[str]:
@@ -207,6 +222,7 @@ def main() -> None:
     ap.add_argument("--compare-src", default=None, help="also run each mode with PYTHONPATH=this checkout")
     ap.add_argument("--contend", type=int, default=0, help="CPU-bound processes kept busy during each run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label", default="Smiling", help="SynthFaces label the tree learns (the plant check needs Smiling)")
     ap.add_argument("--append", type=Path, help="append the report to this markdown file")
     ap.add_argument("--profile", action="store_true", help="only profile one 32 px node's epoch")
     args = ap.parse_args()
@@ -216,7 +232,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_heml_"))
     clean, planted = tmp / "clean.npz", tmp / "planted.npz"
-    make_data(clean, n=args.n, size=args.size, seed=args.seed, plant=None)
+    make_data(clean, n=args.n, size=args.size, seed=args.seed, plant=None, label=args.label)
     if args.profile:
         import torch
 
@@ -227,7 +243,7 @@ def main() -> None:
         return
     base = {"device": args.device, "batch_size": args.batch_size, "epochs_scale": args.epochs_scale,
             "resolution_scale": args.resolution_scale, "embedder": args.embedder,
-            "supervision": args.supervision,
+            "supervision": args.supervision, "attention": args.embedder == "dgml",
             "trunk": args.trunk, "threads": args.threads, "seed": args.seed}
     runs = {}
     for mode in args.modes.split(","):
@@ -256,7 +272,7 @@ def main() -> None:
         f"{f' --contend {args.contend}' if args.contend else ''}` on {time.strftime('%Y-%m-%d')}. "
         f"Machine: {machine(first.get('threads', args.threads))}; load average at the end "
         f"{os.getloadavg()[0]:.1f}; "
-        f"ran on {first['device']}. SynthFaces {args.n} × {args.size} px, label `Smiling`, default "
+        f"ran on {first['device']}. SynthFaces {args.n} × {args.size} px, label `{args.label}`, default "
         f"`celebamask-hq` recipe (21 nodes, small-cnn trunks, 32 px leaves / 48 px root), 70/30 split.",
         "",
         "| mode | tree wall time (s) | peak RSS (MB) | RSS before fit (MB) | mouth P@1 | ears P@1 | hair P@1 | image P@1 |",
@@ -282,12 +298,26 @@ def main() -> None:
         lines += ["", f"Whole-image baseline (same pixel budget, {b['epochs']} epochs at {b['resolution']} px): "
                       f"P@1 {fmt(b['precision_at_1'])}, MAP@R {fmt(b['map_at_r'])}, {b['train_seconds']:.1f} s."]
     lines += ["", "Per node (first mode; chance P@1 = Σ class share²):", "",
-              "| node | n_train | n_test | res | epochs | P@1 | MAP@R | chance | train s | peak GPU MB |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| node | n_train | n_test | res | epochs | P@1 | MAP@R | chance | ≥ best child − 0.02 | kept | train s | peak GPU MB |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: | --- | ---: | ---: |"]
     for node, m in first["metrics"].items():
+        kids = (m.get("init") or {}).get("children") or []
+        best = max((first["metrics"][c]["precision_at_1"] for c in kids), default=None)
+        mono = "" if best is None else ("yes" if m["precision_at_1"] >= best - 0.02 else f"no ({fmt(best)})")
+        kept = (m.get("selected") or {}).get("kept", "")
         lines.append(f"| {node} | {m['n_train']} | {m['n_test']} | {m['resolution']} | {m['epochs']} | "
-                     f"{fmt(m['precision_at_1'])} | {fmt(m['map_at_r'])} | {fmt(m['chance_p_at_1'])} | "
-                     f"{m['train_seconds']:.1f} | {fmt(m['peak_gpu_mem_mb'], 0)} |")
+                     f"{fmt(m['precision_at_1'])} | {fmt(m['map_at_r'])} | {fmt(m['chance_p_at_1'])} | {mono} | "
+                     f"{kept} | {m['train_seconds']:.1f} | {fmt(m['peak_gpu_mem_mb'], 0)} |")
+    att = first.get("attention")
+    if att:
+        lines += ["", "DGML attention on mouth + lips, test split (ratio = attention mass / the region's "
+                      "share of the node's own pixels; label-weighted: groups weighted by their own P@1 above chance):",
+                  "", "| node | share of node pixels | mean of groups | best group | label-weighted |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for node, a in att.items():
+            r = a["ratio_node"]
+            lines.append(f"| {node} | {a['share_node']:.4f} | {r['mean_of_groups']:.2f}× | {r['best_group']:.2f}× | "
+                         f"{fmt(r.get('label_weighted'), 2)}{'×' if r.get('label_weighted') is not None else ''} |")
     gpu_peaks = [m["peak_gpu_mem_mb"] for m in first["metrics"].values() if m["peak_gpu_mem_mb"] is not None]
     if gpu_peaks:
         lines += ["", f"Peak GPU memory per node: max {max(gpu_peaks):.0f} MB at batch {args.batch_size} "

@@ -455,6 +455,7 @@ EXTERNAL_ARGS: dict[str, dict[str, dict]] = {
                      "quick": {"--n": "100", "--no-heml": None}},
     # peak RSS is not a timing: one scan per size (its own default), not --repeat
     "bench_memory": {"all": {"--work": lambda ctx: str(ctx.dir("memory"))}, "quick": {"--quick": None}},
+    "bench_gpu": {"all": {"--repeat": lambda ctx: str(ctx.repeat)}, "quick": {"--quick": None}},
 }
 
 
@@ -529,6 +530,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("report", "HTML report size and load time", report),
     Benchmark("engine", "Local vs Ray engine throughput (bench_engine.py)", external("bench_engine")),
     Benchmark("memory", "Peak RSS against dataset size (bench_memory.py)", external("bench_memory")),
+    Benchmark("gpu", "GPU path: decode vs compute per stage, share of the matmul ceiling (bench_gpu.py)",
+              external("bench_gpu"), about="runs on a CPU too (~3 min on 2 cores); on a GPU: --device cuda"),
     Benchmark("scan-matrix", "Scan acceptance matrix (two generators, every plant)", scan_matrix,
               tiers=("full",), about="52 scans of 2,000 images"),
     Benchmark("evaluate", "The repair benchmark: scan → rebalance → evaluate → probe", evaluate,

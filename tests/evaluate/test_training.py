@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from biasaudit.core.errors import ValidationError
-from biasaudit.evaluate.models import build_classifier, load_classifier, save_classifier
+from biasaudit.evaluate.models import Classifier, build_classifier, load_classifier, save_classifier
 from biasaudit.evaluate.training import (
     Recipe,
     _index_stream,
+    _param_groups,
     augment,
     group_codes,
     predict_scores,
@@ -52,6 +53,32 @@ def test_a_separable_task_is_learned_by_every_method():
                                  recipe=Recipe(epochs=6, batch_size=16, crop_frac=0.0))
         acc = ((predict_scores(model, images) >= 0.5) == y).mean()
         assert acc == 1.0, method
+
+
+def test_weight_decay_is_strong_on_fresh_weights_and_light_on_a_pretrained_trunk():
+    class Trunk(torch.nn.Module):
+        out_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(3, 4)
+
+    recipe = Recipe()
+    for backbone, trunk_decay in (("small-cnn", recipe.weight_decay),
+                                  ("efficientnet-lite0:finetune", recipe.pretrained_weight_decay)):
+        model = Classifier(Trunk(), backbone=backbone)
+        groups = _param_groups(model, recipe)
+        decay = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+        assert len(decay) == len(list(model.parameters()))  # every parameter is optimised, once
+        assert {decay[id(p)] for p in model.trunk.parameters()} == {trunk_decay}
+        assert {decay[id(p)] for p in model.head.parameters()} == {recipe.weight_decay}
+    assert recipe.weight_decay > 100 * recipe.pretrained_weight_decay
+
+
+def test_an_unknown_optimizer_names_the_choices():
+    with pytest.raises(ValidationError, match="expected one of adamw, adam"):
+        train_classifier(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), np.array([0, 1, 0, 1]),
+                         recipe=Recipe(epochs=1, optimizer="sgd"))
 
 
 def test_group_methods_need_groups():

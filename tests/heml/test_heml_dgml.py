@@ -116,6 +116,62 @@ def test_dgml_round_trips_and_explains(dgml_fitted, tmp_path):
     assert "attention" in tree.to_dict() and tree.to_dict()["attention"]["image"]["groups"] == heml.groups
 
 
+def test_dgml_attends_over_local_positions():
+    # small-cnn's second block (8 px receptive field): 16 × 16 positions of a 32 px input,
+    # not the last block's 4 × 4 whose positions each see more than the whole input
+    from biasaudit.heml.trunks import build_node_model
+
+    x = torch.zeros(2, 3, 32, 32)
+    local = build_node_model("small-cnn:8", embedding_dim=8, embedder="dgml")
+    assert local.features(x).shape[-3:] == (16, 16, 16)
+    assert local.embedder.attention(local.features(x)).shape == (2, 4, 256)
+    assert local(x).shape == (2, 8)
+    last = build_node_model("small-cnn:8", embedding_dim=8, embedder="dgml", dgml_features="last")
+    assert last.features(x).shape[-2:] == (4, 4)
+
+
+def test_models_saved_before_the_local_map_still_attend_over_the_last_one(dgml_fitted, tmp_path):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from biasaudit.heml import load_heml
+    from biasaudit.heml.trunks import build_node_model
+
+    heml, (images, maps, _) = dgml_fitted
+    heml.save(tmp_path / "models")
+    folder = tmp_path / "models" / "image"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["dgml_features"] == "local"
+    # the root as the previous version wrote it: attention over the last map, no key
+    old = build_node_model(config["trunk"], embedding_dim=config["embedding_dim"], hidden_dim=config["hidden_dim"],
+                           embedder="dgml", groups=config["groups"], n_children=config["n_children"],
+                           dgml_features="last", seed=3).eval()
+    tensors = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if not k.startswith("model.")}
+    tensors.update({f"model.{k}": v.contiguous() for k, v in old.state_dict().items()})
+    save_file(tensors, str(folder / "model.safetensors"))
+    del config["dgml_features"]
+    (folder / "config.json").write_text(json.dumps(config))
+    back = load_heml(tmp_path / "models", device="cpu").models_["image"]
+    assert back.dgml_features == "last"
+    x, kids = torch.zeros(2, 3, 16, 16), torch.zeros(2, 2 * config["embedding_dim"])
+    torch.testing.assert_close(back(x, kids), old(x, kids))
+
+
+def test_attention_on_region_reports_ratios_to_the_region_share(dgml_fitted):
+    from biasaudit.heml.dgml import attention_on_region
+
+    heml, (images, maps, y) = dgml_fitted
+    test = heml.split_["test"]
+    out = attention_on_region(heml, images[test], maps[test], "image", ("mouth",), y=y[test])
+    assert out["n"] == len(test) and 0.0 < out["share_node"] < 1.0 and out["share_crop"] <= out["share_node"]
+    assert len(out["mass_per_group"]) == heml.groups and len(out["group_skill"]) == heml.groups
+    assert out["mass"]["best_group"] >= out["mass"]["mean_of_groups"]
+    for kind, mass in out["mass"].items():
+        assert out["ratio_node"][kind] == pytest.approx(mass / out["share_node"])
+        assert out["ratio_crop"][kind] == pytest.approx(mass / out["share_crop"])
+
+
 def test_dgml_refuses_concurrent_and_frozen_trunks():
     images, maps, y = make_faces(16)
     with pytest.raises(ValidationError, match="drop --concurrent"):

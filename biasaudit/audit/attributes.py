@@ -25,6 +25,7 @@ Two sources (DESIGN.md §6):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -317,7 +318,7 @@ def _plain_column(col: pd.Series) -> pd.Series:
 
 
 def build_attributes(
-    segments: pd.DataFrame, embeddings: dict[str, pd.DataFrame] | None = None,
+    segments: pd.DataFrame, embeddings: Mapping[str, pd.DataFrame] | None = None,
     node_parts: dict[str, tuple[str, ...]] | None = None, *, k_range: tuple[int, int] = (2, 8),
     seed: int = 0,
 ) -> tuple[pd.DataFrame, list[Cluster]]:
@@ -325,7 +326,8 @@ def build_attributes(
     mask = mask_attributes(segments)
     frames = []
     clusters: list[Cluster] = []
-    for node, emb in sorted((embeddings or {}).items()):
+    for node in sorted(embeddings or {}):
+        emb = embeddings[node]  # one node at a time: a lazy mapping builds each on access
         parts = (node_parts or {}).get(node, tuple(node.split("+")))
         rows, cl = discover_clusters(node, emb, mask, parts, k_range=k_range, seed=seed, measures=segments)
         frames.append(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,7 +60,7 @@ class AuditInputs:
     attributes: pd.DataFrame
     labels: pd.DataFrame
     targets: list[Target]
-    embeddings: dict[str, pd.DataFrame] = field(default_factory=dict)
+    embeddings: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     node_parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     causal: frozenset[str] = frozenset()
     confounded: dict[str, str] = field(default_factory=dict)

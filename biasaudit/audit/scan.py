@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +160,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     segments = _audit_segments(ws, ok["image"])
     stage_done("segment")
 
-    embeddings: dict[str, pd.DataFrame] = {}
+    embeddings: Mapping[str, pd.DataFrame] = {}
     node_parts: dict[str, tuple[str, ...]] = {}
     root = None
     if heml and len(ok):
@@ -321,15 +321,35 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
     # a resumed scan audits exactly the numbers an uninterrupted one does
     model = HEML.load(ws.models_dir, device=settings.device)
     emb = embed_workspace(ws.root, model, image_ids, image_size=settings.heml_size)
-    frames: dict[str, pd.DataFrame] = {}
-    for node, arr in emb.items():
-        arr = np.asarray(arr, dtype=np.float32)
-        frame = pd.DataFrame(arr, index=pd.Index(image_ids, name="image"))
-        frame.loc[~np.any(arr != 0, axis=1)] = np.nan  # HEML embeds an absent part as all zeros
-        frames[node] = frame
     tree = model.tree_
     node_parts = {name: tuple(node.parts) for name, node in tree.nodes.items()}
-    return frames, node_parts, tree.root
+    return NodeEmbeddings(emb, pd.Index(image_ids, name="image")), node_parts, tree.root
+
+
+class NodeEmbeddings(Mapping):
+    """node → DataFrame of its embeddings (float32, indexed by image id; an absent part's
+    row is NaN), built from the memory-mapped float16 file when asked for and not kept, so
+    the audit holds one node's embeddings at a time instead of every node's.
+
+    >>> e = NodeEmbeddings({"mouth": np.array([[1, 2], [0, 0]], np.float16)}, pd.Index(["a", "b"]))
+    >>> list(e), bool(e["mouth"].loc["b"].isna().all())
+    (['mouth'], True)
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], index: pd.Index) -> None:
+        self._arrays, self._index = arrays, index
+
+    def __getitem__(self, node: str) -> pd.DataFrame:
+        arr = np.asarray(self._arrays[node], dtype=np.float32)
+        frame = pd.DataFrame(arr, index=self._index)
+        frame.loc[~np.any(arr != 0, axis=1)] = np.nan  # HEML embeds an absent part as all zeros
+        return frame
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
 
 
 #: the segment columns the audit reads; the others (hashes, pixel counts) stay on disk

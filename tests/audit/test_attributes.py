@@ -50,6 +50,37 @@ def test_clusters_found_and_named_after_members_colour():
     assert all(len(c.exemplars) == 6 for c in clusters)
 
 
+def test_embeddings_are_read_one_node_at_a_time():
+    """A scan's embeddings come as a lazy mapping (one DataFrame built per access, from a
+    memory map): clustering must not hold every node's frame at once."""
+    import gc
+    import weakref
+    from collections.abc import Mapping
+
+    seg, colour = _segments()
+    nodes = [f"n{i}" for i in range(4)]
+    alive: list[weakref.ref] = []
+    most = 0
+
+    class Lazy(Mapping):
+        def __getitem__(self, node):
+            nonlocal most
+            gc.collect()
+            most = max(most, sum(r() is not None for r in alive) + 1)
+            frame = pd.DataFrame(np.random.default_rng(len(alive)).normal(size=(len(colour), 4)), index=seg["image"])
+            alive.append(weakref.ref(frame))
+            return frame
+
+        def __iter__(self):
+            return iter(nodes)
+
+        def __len__(self):
+            return len(nodes)
+
+    build_attributes(seg.assign(part="n0"), Lazy(), {n: ("hair",) for n in nodes}, k_range=(2, 3), seed=0)
+    assert len(alive) == len(nodes) and most <= 2
+
+
 def test_choose_k_prefers_true_number_of_blobs():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(loc=c, scale=0.1, size=(40, 2)) for c in ((0, 0), (5, 5), (0, 5))])

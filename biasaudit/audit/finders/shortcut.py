@@ -126,7 +126,8 @@ class ShortcutFinder(Finder):
             if y_all.dropna().nunique() != 2:
                 continue
             aucs = {}
-            for node, emb in sorted(inputs.embeddings.items()):
+            for node in sorted(inputs.embeddings):
+                emb = inputs.embeddings[node]
                 aucs[node] = self._probe(emb, y_all, inputs.seed)
             if inputs.root in aucs:
                 root_auc[target.column] = aucs[inputs.root][0]

@@ -143,6 +143,20 @@ def embed_on_ray(heml, images: np.ndarray, label_maps: np.ndarray, *, nodes: lis
     return {n: np.ascontiguousarray(whole[:, edges[k]:edges[k + 1]]) for k, n in enumerate(nodes)}
 
 
+def _models_on_device(heml, nodes: list[str]):
+    """(device setup, the nodes whose models ``nodes`` need), those models moved to the
+    device in eval mode: what every embedding actor does once when it starts."""
+    from biasaudit.heml.training import resolve_device
+
+    setup = resolve_device(heml.device)
+    needed: set[str] = set()
+    for name in nodes:
+        needed |= heml._needs(name)
+    for name in needed:
+        heml.models_[name] = heml.models_[name].to(setup.device).eval()
+    return setup, needed
+
+
 class _EmbedActor:
     """Ray Data actor: a copy of the fitted HEML (models on this worker's device)."""
 
@@ -150,18 +164,12 @@ class _EmbedActor:
         import ray
         import torch
 
-        from biasaudit.heml.training import resolve_device
 
         torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
         self.heml, self.images, maps = ray.get(refs)
         self.maps = np.asarray(maps).astype(maps_dtype)
         self.nodes, self.batch_size = nodes, batch_size
-        self.setup = resolve_device(self.heml.device)
-        self.needed: set[str] = set()
-        for name in nodes:
-            self.needed |= self.heml._needs(name)
-        for name in self.needed:
-            self.heml.models_[name] = self.heml.models_[name].to(self.setup.device).eval()
+        self.setup, self.needed = _models_on_device(self.heml, nodes)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         los, rows, data = [], [], []
@@ -234,17 +242,11 @@ class _WorkspaceEmbedActor:
         import ray
         import torch
 
-        from biasaudit.heml.training import resolve_device
 
         torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
         self.heml = ray.get(heml_ref)
         self.ws_root, self.image_size, self.nodes, self.batch_size = ws_root, image_size, nodes, batch_size
-        self.setup = resolve_device(self.heml.device)
-        self.needed: set[str] = set()
-        for name in nodes:
-            self.needed |= self.heml._needs(name)
-        for name in self.needed:
-            self.heml.models_[name] = self.heml.models_[name].to(self.setup.device).eval()
+        self.setup, self.needed = _models_on_device(self.heml, nodes)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from biasaudit.heml.inputs import check_arrays

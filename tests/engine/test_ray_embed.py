@@ -22,19 +22,6 @@ TREE = {
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"BIASAUDIT_PROGRESS": "0", "HF_HUB_OFFLINE": "1",
-                                       "OMP_WAIT_POLICY": "PASSIVE"}})
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def segmented(tmp_path_factory) -> Path:
     from biasaudit.data.synth.faces import SynthFacesConfig, write_synthfaces
     from biasaudit.segment import segment_dataset

@@ -8,12 +8,14 @@ no group labels (and the baselines get the same treatment).
 - Optimiser: AdamW (lr 3e-3) with cosine decay to 0 over the run, and strong decoupled
   weight decay (3.0) on every parameter trained from scratch; a pretrained trunk's weights
   decay by 1e-4 only, because decaying them towards zero would discard the pretraining
-  (not tuned: the pretrained backbones are too slow to tune on CPUs). Strong weight decay is what lets a group-balanced
-  method generalise from a few minority images instead of memorising them (Sagawa et al.
-  2020 found the same for GroupDRO): on SynthFaces plant 0.95, ``oversample`` went from
-  45 % worst-group accuracy with Adam and weight decay 1e-4 to 96 % (seed 0), and the
-  balanced oracle from 96 % to 98 %. (Weight decay 1.0 reached 82 %; mixup instead of
-  weight decay reached 74-77 % and cost the oracle 18 points.)
+  (not tuned: the pretrained backbones are too slow to tune on CPUs). Strong weight decay
+  is what lets a group-balanced method learn from a few minority images instead of
+  memorising them (Sagawa et al. 2020 found the same for GroupDRO). SynthFaces plant 0.95,
+  3 seeds: ``oversample`` 43.6 % ± 2.1 → 81.9 % ± 11.9 worst-group accuracy (95.6 % on
+  seed 0), the balanced oracle 96.0 % → 98.1 %. The price: ``reweight`` and ``groupdro``,
+  whose batches carry rare, heavily weighted minority images, collapse to near-constant
+  scores on some seeds (``reports/benchmarks.md``, "Evaluate and probe", has both recipes'
+  tables). Mixup instead reached 74–77 % and cost the oracle 18 points.
 - Length: ``epochs`` (30) passes over the *training set as given* — every method on one
   training set takes the same number of optimiser steps, so ``subsample`` (a smaller set)
   repeats its images rather than training for less. (On SynthFaces a balanced n=2000

@@ -323,24 +323,23 @@ def run(*, device: str = "auto", n_seg: int | None = None, n_masks: int | None =
         log(f"SegFormer-B0 at 512 px: {seg_flops / 1e9:.2f} GFLOP per image")
 
         figures, ratios, details = [], [], {}
-        spec = f"segformer:{model}"
-        runs = [run_segment(big, work / "ws-seg", segmenter=spec, device=device, workers=workers, schema=SCHEMA,
-                            matmul_size=matmul_size) for _ in range(repeat)]
-        details["segformer"] = runs
-        f, r = stage_records("segment, SegFormer-B0, 512 px", runs, flops=seg_flops,
-                             command="segment_dataset(DATA512, WS, segmenter='segformer:B0')")
-        figures += f
-        ratios += r
-        log(f"segformer: {runs[-1]}")
 
-        runs = [run_segment(small, work / "ws-masks", segmenter="masks", device=device, workers=workers,
-                            schema=None, matmul_size=matmul_size) for _ in range(repeat)]
-        details["masks"] = runs
-        f, r = stage_records("segment, dataset masks, 128 px", runs, flops=None,
-                             command="segment_dataset(DATA128, WS, segmenter='masks')")
-        figures += f
-        ratios += r
-        log(f"masks: {runs[-1]}")
+        def record(key: str, title: str, runs: list[dict], *, flops: float | None, command: str) -> None:
+            details[key] = runs
+            f, r = stage_records(title, runs, flops=flops, command=command)
+            figures.extend(f)
+            ratios.extend(r)
+            log(f"{key}: {runs[-1]}")
+
+        spec = f"segformer:{model}"
+        record("segformer", "segment, SegFormer-B0, 512 px",
+               [run_segment(big, work / "ws-seg", segmenter=spec, device=device, workers=workers, schema=SCHEMA,
+                            matmul_size=matmul_size) for _ in range(repeat)],
+               flops=seg_flops, command="segment_dataset(DATA512, WS, segmenter='segformer:B0')")
+        record("masks", "segment, dataset masks, 128 px",
+               [run_segment(small, work / "ws-masks", segmenter="masks", device=device, workers=workers,
+                            schema=None, matmul_size=matmul_size) for _ in range(repeat)],
+               flops=None, command="segment_dataset(DATA128, WS, segmenter='masks')")
         if workers > 1:  # what the decoding workers buy where decoding is the bound
             one = [run_segment(small, work / "ws-masks-1", segmenter="masks", device=device, workers=1,
                                schema=None, matmul_size=matmul_size) for _ in range(repeat)]
@@ -356,14 +355,10 @@ def run(*, device: str = "auto", n_seg: int | None = None, n_masks: int | None =
                                                image_size=128)
         per_image = embed_flops(heml, images[:16], maps[:16])
         log(f"HEML embedding ({len(heml.tree_.nodes)} nodes, {trunk}) at 128 px: {per_image / 1e9:.3f} GFLOP per image")
-        runs = [run_embed(ws, heml, ids[:n_embed], device=device, workers=workers, image_size=128,
-                          chunk=embed_chunk, matmul_size=matmul_size) for _ in range(repeat)]
-        details["embed"] = runs
-        f, r = stage_records(f"embed, {len(heml.tree_.nodes)} nodes ({trunk}), 128 px", runs, flops=per_image,
-                             command=f"embed_workspace(WS128, heml, ids, chunk={embed_chunk})")
-        figures += f
-        ratios += r
-        log(f"embed: {runs[-1]}")
+        record("embed", f"embed, {len(heml.tree_.nodes)} nodes ({trunk}), 128 px",
+               [run_embed(ws, heml, ids[:n_embed], device=device, workers=workers, image_size=128,
+                          chunk=embed_chunk, matmul_size=matmul_size) for _ in range(repeat)],
+               flops=per_image, command=f"embed_workspace(WS128, heml, ids, chunk={embed_chunk})")
 
         gpu = torch.cuda.get_device_name(0) if cuda else "none"
         facts = [

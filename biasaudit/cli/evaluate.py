@@ -63,7 +63,7 @@ def evaluate(train: dict[str, str], test: Path, label: str, sensitive: str, out:
 
     \b
     Trains a classifier for --label on every training set and seed (recipe: small CNN at
-    64 px, AdamW with weight decay 3.0 + cosine decay, flip + crop, last epoch scored — no group
+    64 px, AdamW with weight decay 2.0 + cosine decay, flip + crop, last epoch scored — no group
     labels for model selection), plus the --baselines on the first training set, and
     scores each on --test with fairlearn: accuracy, worst-group accuracy over
     (label × sensitive) groups, selection rate, TPR/FPR per group, demographic parity and

@@ -150,10 +150,16 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     seg = segment_dataset(data, out, segmenter=segmenter, schema=schema, layout=layout, device=device,
                           engine=chosen)
     seconds["segment"] = time.perf_counter() - t0
-    manifest = pd.read_parquet(ws.manifest)
+    import pyarrow.parquet as pq
+
+    # the audit reads a manifest row's image, status, error and target labels; its path,
+    # hash, sizes and other label columns stay on disk (hundreds of MB at 10^6 images)
+    columns = pq.read_schema(ws.manifest).names
+    wanted = {"image", "status", "error", *settings.labels, *settings.sensitive}
+    manifest = pd.read_parquet(ws.manifest, columns=[c for c in columns if c in wanted])
     ok = manifest[manifest["status"] == "ok"]
     failures = _failures(manifest)
-    targets = _targets(settings, manifest)
+    targets = _targets(settings, pd.DataFrame(columns=columns))
     _check_causal(settings.causal, seg.schema.part_names)
     check_reference_parts(ref, seg.schema.part_names)
     release_freed_memory()  # what validation and segmentation freed, before the audit's tables

@@ -6,6 +6,7 @@ as it does from its own threads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -14,22 +15,22 @@ from typing import Any
 VALIDATE_BATCH = 64
 
 
-def inspect_on_ray(dataset, max_pixels: int | None) -> list[dict[str, Any]]:
-    """The per-image validation rows of ``dataset`` (see ``validate._inspect``), in order."""
+def inspect_on_ray(dataset, max_pixels: int | None) -> Iterator[dict[str, Any]]:
+    """The per-image validation rows of ``dataset`` (see ``validate._inspect``), in order,
+    as they come back (the caller turns them into columns chunk by chunk)."""
+    import pandas as pd
+
     from biasaudit.core.engine import ray_map_batches
 
     # the workers need the dataset's root, schema and declared sizes, not its sample list
     # or label table (those travel with the batches, or not at all)
     light = replace(dataset, samples=[], labels=dataset.labels.iloc[:0], problems=[])
-    rows = list(ray_map_batches(partial(_inspect_batch, dataset=light, max_pixels=max_pixels),
-                                list(dataset.samples), batch_size=VALIDATE_BATCH, desc="validate (ray)"))
-    for row in rows:  # JSON has no NA: the thread path's missing sizes are pd.NA
-        for key in ("width", "height"):
+    for row in ray_map_batches(partial(_inspect_batch, dataset=light, max_pixels=max_pixels),
+                               list(dataset.samples), batch_size=VALIDATE_BATCH, desc="validate (ray)"):
+        for key in ("width", "height"):  # JSON has no NA: the thread path's missing sizes are pd.NA
             if row[key] is None:
-                import pandas as pd
-
                 row[key] = pd.NA
-    return rows
+        yield row
 
 
 def _inspect_batch(samples: list, dataset, max_pixels: int | None) -> list[dict[str, Any]]:

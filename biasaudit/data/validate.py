@@ -238,6 +238,12 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+#: validation rows become table columns this many at a time: a row is a dict of Python
+#: objects (~650 bytes per image), a column chunk a few Arrow buffers; no list of every
+#: image's row is ever held
+ROWS_PER_CHUNK = 65_536
+
+
 def validate_dataset(
     dataset: Dataset, *, workers: int | None = None, max_pixels: int | None = None
 ) -> Manifest:
@@ -245,6 +251,8 @@ def validate_dataset(
     ``workers`` threads and return the :class:`Manifest`.
 
     Nothing is written anywhere; ``max_pixels`` overrides the decompression-bomb limit.
+    Rows are decoded a few per thread ahead and turned into table columns
+    :data:`ROWS_PER_CHUNK` at a time, in the samples' order.
 
     >>> m = validate_dataset(open_dataset("DATA"), workers=4)  # doctest: +SKIP
     >>> m.is_usable  # doctest: +SKIP
@@ -253,46 +261,51 @@ def validate_dataset(
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValidationError(f"The 'workers' parameter of validate_dataset must be an int >= 1. Got {workers!r} instead.")
     n_workers = workers or default_workers()
-    from biasaudit.core.engine import current_engine
+    from biasaudit.core.engine import current_engine, decode_ahead
 
-    if current_engine().is_ray:  # `use_engine("ray")`: decode on the Ray cluster
-        from biasaudit.data.ray_engine import inspect_on_ray
-
-        rows = inspect_on_ray(dataset, max_pixels)
-    else:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            rows = list(progress(
-                pool.map(lambda s: _inspect(s, dataset, max_pixels), dataset.samples),
-                desc="validate", total=len(dataset.samples),
-            ))
     # The adapter's problems first, then those found while decoding.
     problems = list(dataset.problems)
-    for row in rows:
-        problems.extend(Problem(row["image"], row["path"], m, fatal=True) for m in row["error"])
-        problems.extend(Problem(row["image"], row["path"], m, fatal=False) for m in row["warning"])
-    by_id = {row["image"]: row for row in rows}
+    noted: dict[str, list[Problem]] = {}
+    for problem in dataset.problems:
+        noted.setdefault(problem.image_id, []).append(problem)
+    # an adapter's note goes to the last sample with its image id (ids are unique in practice)
+    last = {s.image_id: k for k, s in enumerate(dataset.samples) if s.image_id in noted}
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        if current_engine().is_ray:  # `use_engine("ray")`: decode on the Ray cluster
+            from biasaudit.data.ray_engine import inspect_on_ray
+
+            rows = inspect_on_ray(dataset, max_pixels)
+        else:
+            rows = progress(decode_ahead(lambda s: _inspect(s, dataset, max_pixels), dataset.samples,
+                                         pool=pool, ahead=4 * n_workers),
+                            desc="validate", total=len(dataset.samples))
+        frames, chunk = [], []
+        for k, row in enumerate(rows):
+            problems.extend(Problem(row["image"], row["path"], m, fatal=True) for m in row["error"])
+            problems.extend(Problem(row["image"], row["path"], m, fatal=False) for m in row["warning"])
+            if last.get(row["image"]) == k:
+                for problem in noted[row["image"]]:
+                    (row["error"] if problem.fatal else row["warning"]).append(problem.message)
+            chunk.append(row)
+            if len(chunk) == ROWS_PER_CHUNK:
+                frames.append(_frame(chunk))
+                chunk = []
     extra: dict[str, dict] = {}
     for problem in dataset.problems:
-        row = by_id.get(problem.image_id) or extra.get(problem.image_id)
+        if problem.image_id in last:
+            continue
+        row = extra.get(problem.image_id)
         if row is None:
             if not problem.fatal:
                 continue  # a note about a file that is not an image (e.g. a JSON); see problems
             extra[problem.image_id] = _problem_row(problem)
             continue
         (row["error"] if problem.fatal else row["warning"]).append(problem.message)
-
-    all_rows = rows + list(extra.values())
-    for row in all_rows:
-        row["error"] = "; ".join(m.rstrip(".") for m in row["error"])
-        row["warning"] = "; ".join(m.rstrip(".") for m in row["warning"])
-        if row["error"]:
-            row["status"] = "error"
-    table = pd.DataFrame.from_records(all_rows, columns=list(BASE_COLUMNS))
-    for col in ("image", "path", "sha256", "status", "error", "warning"):
-        table[col] = table[col].astype(str)
-    table["width"] = table["width"].astype("Int64")
-    table["height"] = table["height"].astype("Int64")
-    table["has_mask"] = table["has_mask"].astype(bool)
+    chunk.extend(extra.values())
+    if chunk or not frames:
+        frames.append(_frame(chunk))
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    del frames
     if len(dataset.labels.columns):
         labels = dataset.labels
         labels = labels[~labels.index.duplicated()]
@@ -305,6 +318,22 @@ def validate_dataset(
         schema_name=dataset.schema.name if dataset.schema is not None else "",
         problems=problems,
     )
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Validation rows as manifest columns (their messages joined into one sentence each)."""
+    for row in rows:
+        row["error"] = "; ".join(m.rstrip(".") for m in row["error"])
+        row["warning"] = "; ".join(m.rstrip(".") for m in row["warning"])
+        if row["error"]:
+            row["status"] = "error"
+    table = pd.DataFrame.from_records(rows, columns=list(BASE_COLUMNS))
+    for col in ("image", "path", "sha256", "status", "error", "warning"):
+        table[col] = table[col].astype(str)
+    table["width"] = table["width"].astype("Int64")
+    table["height"] = table["height"].astype("Int64")
+    table["has_mask"] = table["has_mask"].astype(bool)
+    return table
 
 
 __all__ = ["BASE_COLUMNS", "Manifest", "default_workers", "validate_dataset"]

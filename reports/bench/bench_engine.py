@@ -8,8 +8,11 @@ times with each engine into fresh workspaces and reports, per stage, the medians
   the nodes of one tree level as parallel tasks), embedding and writing the embeddings;
 
 as images/s, with the Ray/local ratio of the same run. Ray's start-up is timed once and
-not counted in the stages. The first pair of scans is also the identity check: same
-``segments.parquet`` and ``findings.json`` bytes, embeddings within float16 rounding.
+not counted in the stages. The first pair of scans is also the identity check: the same
+bytes in ``segments.parquet``, ``manifest.parquet``, ``findings.json``, ``attributes.parquet``
+and ``embeddings/index.parquet``, the same embedding files, equal within float16 rounding
+(the largest difference is reported in float16 ulps), and which engine ran each stage of the
+Ray scan (its ``timings.json``).
 
     OMP_NUM_THREADS=1 nice -n 10 python reports/bench/bench_engine.py --n 500 --repeat 3
 
@@ -57,17 +60,26 @@ def identity(local: Path, ray: Path) -> dict:
     seg = _files(local, "segments.parquet*") | _files(local, "segments.parquet/**/*")
     seg_ray = _files(ray, "segments.parquet*") | _files(ray, "segments.parquet/**/*")
     emb = sorted(p.relative_to(local) for p in local.glob("embeddings/**/*.npy"))
+    emb_ray = sorted(p.relative_to(ray) for p in ray.glob("embeddings/**/*.npy"))
     worst = 0.0
-    for rel in emb:
+    for rel in sorted(set(emb) & set(emb_ray)):
         a = np.load(local / rel).astype(np.float32)
         b = np.load(ray / rel).astype(np.float32)
         ulp = np.spacing(np.maximum(np.abs(a), np.abs(b)).astype(np.float16)).astype(np.float32)
         worst = max(worst, float(np.max(np.abs(a - b) / ulp)) if a.size else 0.0)
+
+    def same(name: str) -> bool:
+        return (local / name).is_file() and (local / name).read_bytes() == (ray / name).read_bytes()
+
     return {
         "segments_identical": bool(seg) and seg == seg_ray,
-        "manifest_identical": (local / "manifest.parquet").read_bytes() == (ray / "manifest.parquet").read_bytes(),
-        "findings_identical": (local / "findings.json").read_bytes() == (ray / "findings.json").read_bytes(),
+        "manifest_identical": same("manifest.parquet"),
+        "findings_identical": same("findings.json"),
+        "attributes_identical": same("attributes.parquet"),
+        # the embeddings' row order: equal values in another order would not be "equal"
+        "embedding_index_identical": same("embeddings/index.parquet"),
         "embedding_files": len(emb),
+        "embedding_files_same_names": len(emb) > 0 and emb == emb_ray,
         "embeddings_max_float16_ulps": worst,
     }
 
@@ -76,7 +88,7 @@ def run(*, n: int = 500, size: int = 128, repeat: int = 3, cpus: int = 2, heml: 
         epochs_scale: float = 1.0, log=print) -> dict:
     """Scan with both engines ``repeat`` times; returns ``{"figures", "ratios", "facts"}``."""
     from biasaudit.audit.scan import run_scan
-    from biasaudit.core.engine import make_engine, ray_session
+    from biasaudit.core.engine import make_engine, ray_session, read_stage_timings
     from biasaudit.data.synth.faces import SynthFacesConfig, write_synthfaces
 
     seconds: dict[tuple[str, str], list[float]] = {(e, s): [] for e in ENGINES for s in STAGES}
@@ -100,6 +112,9 @@ def run(*, n: int = 500, size: int = 128, repeat: int = 3, cpus: int = 2, heml: 
                 log(f"run {k} {engine}: " + ", ".join(f"{s} {result.seconds.get(s, 0):.1f} s" for s in STAGES))
             if k == 0:
                 facts["identity"] = identity(Path(tmp) / "local-0", Path(tmp) / "ray-0")
+                # which engine each stage of the Ray scan really ran on (WS/timings.json)
+                facts["ray scan stage engine"] = {stage: t.get("engine") for stage, t in
+                                                   read_stage_timings(Path(tmp) / "ray-0").items()}
                 log(f"identity: {facts['identity']}")
             for engine in ENGINES:
                 shutil.rmtree(Path(tmp) / f"{engine}-{k}", ignore_errors=True)

@@ -17,9 +17,11 @@ fine-tuning decides how much each child and the node's own pixels count.
 
 Under label supervision a share of the training split (``VAL_SHARE``) is held out of
 every node's training as validation rows. The tree is built on them, never on the test
-split: children's skill for a parent's start, and the choice between the fine-tuned
-parent and the children-only combination (``HEML._validate``), so a parent does not end
-below the children it reads. A parent's own pixels' pathway also learns the metric
+split: children's skill for a parent's start, and what a parent keeps (``HEML._validate``):
+the fine-tuned parent where two or more children carry the label, else one child's
+embedding carried forward unchanged, unless another candidate retrieves significantly
+better, so a parent does not drop what a child measures, nor change what it measures
+on noise. A parent's own pixels' pathway also learns the metric
 (:mod:`biasaudit.heml.parents`), so each node keeps a model of its own segment.
 
 >>> heml = HEML(tree=my_tree, loss="triplet-margin")          # doctest: +SKIP
@@ -517,44 +519,97 @@ class HEML:
     def _validate(self, name: str, model: NodeModel, inp: NodeInputs, kids: torch.Tensor | None,
                   y_codes: np.ndarray, train_mask: np.ndarray, setup: DeviceSetup) -> dict[str, Any]:
         """A trained node's P@1 on the validation rows and, for a parent that reads its
-        children, the choice between its fine-tuned self and the children-only combination
-        (its fusion set to the children's skill-weighted sum, own pixels weight 0).
+        children, the choice of what it keeps. Candidates (own pixels weight 0 except the
+        fine-tuned one):
 
-        Fine-tuning may spend a parent's start on noise (a label-free part, or a weak signal
-        a child holds better); the children-only combination measures exactly what its
-        children measured. The one that retrieves better on the validation rows is kept
-        (ties keep the fine-tuned parent), so a parent does not fall below what it reads."""
+        - ``pass-through:<child>``: the fusion set to one child's embedding;
+        - ``children``: the children's skill-weighted combination;
+        - ``fine-tuned``: the fusion as trained.
+
+        The default depends on how many children carry the label: a child with significant
+        validation skill (:func:`~biasaudit.heml.parents.significant_skill`) or with such a
+        node below it (:meth:`_carries_label`; one parent's 210 validation rows can miss a
+        weak signal its children showed: Wearing_Hat ``lower_face`` 0.788 on test looked
+        like chance on validation, and ``face`` then carried ``eye_region`` forward at
+        0.670). Two or more: the fine-tuned parent (the paper's node, the combination it
+        learned). One: that child's pass-through. None: the pass-through of the child that
+        retrieves best on validation (every candidate is at chance; copying a child keeps
+        the parent's P@1 its child's instead of a fresh draw). Another candidate replaces
+        the default only when it retrieves better on the same validation queries by a
+        significant margin (:func:`~biasaudit.heml.parents.choose_parent`). A candidate
+        that would leave some of the parent's images without an embedding (every child
+        it reads absent there) is not considered."""
+        from biasaudit.heml.parents import choose_parent, significant_skill
+        from biasaudit.heml.quality import nearest_hits
+
         model.keep_own = False  # training is over (see _training_bundle)
         val = self._validation_mask(train_mask, y_codes)
         rows = np.flatnonzero(inp.present & val)
         if len(rows) < 2 or len(np.unique(y_codes[rows])) < 2:
             return {}
         sub = None if kids is None else kids[rows]
-
-        def p_at_1() -> dict[str, Any]:
-            return self._evaluate(model, inp.crops[rows], y_codes[rows], setup, 0, children=sub)
-
-        tuned = p_at_1()
+        x = _nchw(inp.crops[rows])
+        tuned = self._evaluate(model, inp.crops[rows], y_codes[rows], setup, 0, children=sub)
         out: dict[str, Any] = {"n_val": int(len(rows)), "val_precision_at_1": tuned["precision_at_1"],
                                "val_chance_p_at_1": tuned["chance_p_at_1"]}
         if not model.n_children:
             return out
+
+        def hits() -> np.ndarray:
+            return nearest_hits(run_batched(model, x, setup, extra=sub), y_codes[rows])
+
         kid_names = list(self.tree_.nodes[name].children)
-        fw = self._fusion_weights(kid_names, [self.area_[c] for c in kid_names])
-        mix = [0.0] + [w / sum(fw) for w in fw]
+        present = np.flatnonzero(inp.present)
+        kid_present = np.stack([(self._all_emb[c][present].norm(dim=1) > 0).numpy() for c in kid_names])
+
+        def covers(mix: list[float]) -> bool:  # every image of the parent keeps an embedding
+            return bool(kid_present[[w > 0 for w in mix[1:]]].any(axis=0).all())
+
+        def weighted(weights: list[float]) -> list[float]:
+            return [0.0] + [w / sum(weights) for w in weights]
+
         saved = {k: v.clone() for k, v in model.fusion.state_dict().items()}
-        model.init_fusion(mix)
-        children = p_at_1()["precision_at_1"]
-        keep_children = math.isfinite(children) and (not math.isfinite(tuned["precision_at_1"])
-                                                      or children > tuned["precision_at_1"])
-        if keep_children:
-            out["val_precision_at_1"] = children
-        else:
+        mixes: dict[str, list[float] | None] = {"fine-tuned": None}
+        combination = weighted(self._fusion_weights(kid_names, [self.area_[c] for c in kid_names]))
+        mixes["children"] = combination
+        for k, child in enumerate(kid_names):
+            mixes[f"pass-through:{child}"] = [1.0 if j == k + 1 else 0.0 for j in range(len(kid_names) + 1)]
+        mixes = {k: v for k, v in mixes.items() if v is None or covers(v)}
+        scores: dict[str, np.ndarray] = {}
+        for key, mix in mixes.items():
+            if mix is None:
+                model.fusion.load_state_dict(saved)
+            else:
+                model.init_fusion(mix)
+            scores[key] = hits()
+        skilled = [c for c in kid_names if self._carries_label(c, significant_skill)]
+        if len(skilled) > 1:  # something to combine: the combination the parent learned
+            default = "fine-tuned"
+        elif skilled:
+            default = f"pass-through:{skilled[0]}"
+        else:  # nothing below carries the label: every candidate is at chance
+            passes = [k for k in mixes if k.startswith("pass-through:")]
+            default = max(passes, key=lambda k: scores[k].mean()) if passes else "fine-tuned"
+        if default not in mixes:  # it would leave images without an embedding
+            default = "fine-tuned"
+        kept = choose_parent(scores, default)
+        if mixes[kept] is None:
             model.fusion.load_state_dict(saved)
-        out["selected"] = {"kept": "children" if keep_children else "fine-tuned",
-                           "val_p_at_1_fine_tuned": tuned["precision_at_1"], "val_p_at_1_children": children,
-                           "children_weights": dict(zip(kid_names, mix[1:], strict=True))}
+        else:
+            model.init_fusion(mixes[kept])
+        out["val_precision_at_1"] = float(scores[kept].mean())
+        out["selected"] = {"kept": kept, "default": default, "skilled_children": skilled,
+                           "val_p_at_1": {k: round(float(v.mean()), 4) for k, v in scores.items()},
+                           "children_weights": dict(zip(kid_names, combination[1:], strict=True))}
         return out
+
+    def _carries_label(self, name: str, significant) -> bool:
+        """Whether ``name`` or a node below it has significant validation skill: a
+        parent's validation P@1 alone can miss a weak signal its children hold (210 rows),
+        but a parent that reads a child with skill carries that skill."""
+        if significant(self.metrics_.get(name, {})):
+            return True
+        return any(self._carries_label(c, significant) for c in self.tree_.nodes[name].children)
 
     def _children_input(self, name: str) -> torch.Tensor:
         """N × (D·n_children) children's embeddings of every image (zeros where absent)."""

@@ -1,4 +1,5 @@
-"""What a parent node learns besides its fused embedding: its own pixels' pathway.
+"""How a parent node is built besides its weights: its own pixels' pathway, and the choice
+of what it keeps (:func:`choose_parent`).
 
 A parent that reads its children (``parent_inputs="children"``) embeds
 ``normalize(fusion([e_own, e_child1, e_child2]))``. Its fused embedding can meet the metric
@@ -18,14 +19,19 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 #: Weight of the own-pathway loss against the fused embedding's loss: equal, so the own
 #: pixels' model is trained as a leaf of its segment would be.
 OWN_LOSS_WEIGHT = 1.0
+#: How many standard errors of the paired difference (one-sided 5 %) a candidate must gain
+#: over the default on the validation queries to replace it (:func:`choose_parent`).
+CHOICE_Z = 1.645
 
 
 class OwnPathwayLoss(nn.Module):
@@ -50,3 +56,52 @@ class OwnPathwayLoss(nn.Module):
             own_tuples = self.miner(own, y) if self.miner is not None else None
             loss = loss + self.weight * self.base(own, y, own_tuples)
         return loss
+
+
+def choose_parent(hits: Mapping[str, np.ndarray], default: str, *, z: float = CHOICE_Z) -> str:
+    """Which of a parent's candidate embeddings to keep, from ``hits``: candidate → per
+    validation query 1/0 (its nearest other validation row shares its label), every
+    candidate scored on the same queries.
+
+    ``default`` is kept unless another candidate retrieves better by more than ``z``
+    standard errors of the paired per-query difference; among those that do, the one with
+    the highest P@1. A raw argmax would follow noise: at a node whose pixels carry no
+    label every candidate is at chance, and 210 validation rows put one candidate's P@1
+    ±0.035 (1 s.d.) from another's by luck alone, so the parent would change what it
+    measures on a coin flip (and score below its children on the test split as often).
+
+    >>> same = np.array([1.0, 0.0] * 50)
+    >>> choose_parent({"child": same, "tuned": np.roll(same, 1)}, "child")     # both at chance
+    'child'
+    >>> choose_parent({"child": same, "tuned": np.ones(100)}, "child")         # clearly better
+    'tuned'
+    """
+    base = np.asarray(hits[default], float)
+    kept, kept_p = default, float(base.mean())
+    for name, h in hits.items():
+        if name == default:
+            continue
+        d = np.asarray(h, float) - base
+        if len(d) < 2:
+            continue
+        gain = float(d.mean())
+        se = float(d.std(ddof=1)) / math.sqrt(len(d))
+        if gain > 0 and gain > z * se and float(np.mean(h)) > kept_p:
+            kept, kept_p = name, float(np.mean(h))
+    return kept
+
+
+def significant_skill(metrics: Mapping[str, object], *, z: float = CHOICE_Z) -> bool:
+    """Whether a trained node's validation P@1 is above its chance level by more than ``z``
+    standard errors of P@1 under no skill (√(c(1−c)/n), c = chance, n = validation rows).
+
+    >>> significant_skill({"val_precision_at_1": 0.77, "val_chance_p_at_1": 0.68, "n_val": 210})
+    True
+    >>> significant_skill({"val_precision_at_1": 0.52, "val_chance_p_at_1": 0.50, "n_val": 210})
+    False
+    """
+    p, chance, n = (metrics.get(k) for k in ("val_precision_at_1", "val_chance_p_at_1", "n_val"))
+    if p is None or chance is None or not n or not (math.isfinite(p) and math.isfinite(chance)):
+        return False
+    se = math.sqrt(max(chance * (1.0 - chance), 1e-12) / float(n))
+    return p - chance > z * se

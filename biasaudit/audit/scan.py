@@ -159,7 +159,7 @@ def run_scan(data: str | Path, out: str | Path, *, labels: Sequence[str] = (),
     manifest = pd.read_parquet(ws.manifest, columns=[c for c in columns if c in wanted])
     ok = manifest[manifest["status"] == "ok"]
     failures = _failures(manifest)
-    targets = _targets(settings, pd.DataFrame(columns=columns))
+    targets = _targets(settings, columns)
     _check_causal(settings.causal, seg.schema.part_names)
     check_reference_parts(ref, seg.schema.part_names)
     release_freed_memory()  # what validation and segmentation freed, before the audit's tables
@@ -234,7 +234,7 @@ def _check_before_segmenting(data, settings: ScanSettings, reference: dict) -> N
             "e.g. --label Smiling.")
     dataset = open_dataset(data, layout=settings.layout, schema=_schema_for(settings))
     columns = [str(c) for c in dataset.labels.columns]
-    _targets(settings, pd.DataFrame(columns=["image", *columns]))
+    _targets(settings, ["image", *columns])
     schema = _schema_for(settings)
     parts = (schema or dataset.schema).part_names if (schema or dataset.schema) is not None else None
     if parts is not None:
@@ -280,11 +280,12 @@ def _why_nothing_tested(ok: pd.DataFrame, targets: list[Target], failures) -> st
             "everywhere). Check the segmentation with `biasaudit segment`.")
 
 
-def _targets(settings: ScanSettings, manifest: pd.DataFrame) -> list[Target]:
+def _targets(settings: ScanSettings, columns: Sequence[str]) -> list[Target]:
+    """The --label / --sensitive targets, each checked against the manifest's ``columns``."""
     targets = [Target(c, "label") for c in settings.labels] + [Target(c, "sensitive") for c in settings.sensitive]
-    available = [c for c in manifest.columns if c not in BASE_COLUMNS]
+    available = [c for c in columns if c not in BASE_COLUMNS]
     for t in targets:
-        if t.column not in manifest.columns:
+        if t.column not in columns:
             option = "--label" if t.role == "label" else "--sensitive"
             raise ValidationError(
                 f"{option} {t.column}: no such column in the dataset's labels. Expected one of: "

@@ -65,12 +65,15 @@ def knn_float64(query, k: int, reference, ref_includes_query: bool = False, *, c
     extra = int(k < len(ref32))  # one more, to see a tie at the boundary of the k returned
     tol = ref32.shape[1] * torch.finfo(torch.float32).eps
     dist, idx = [], []
+    ref64 = None  # built on the first tie only: well-spread embeddings never need it
     for lo in range(0, len(q32), chunk):
         d, i = torch.topk(q32[lo : lo + chunk] @ ref32.T, k + extra, dim=1)
         tied = ((d[:, :-1] - d[:, 1:]) < tol).any(dim=1) if d.shape[1] > 1 else torch.zeros(len(d), dtype=torch.bool)
         if tied.any():
+            if ref64 is None:
+                ref64 = F.normalize(torch.as_tensor(reference).double(), dim=1)
             q64 = F.normalize(torch.as_tensor(query)[lo : lo + chunk][tied].double(), dim=1)
-            d64, i64 = torch.topk(q64 @ F.normalize(torch.as_tensor(reference).double(), dim=1).T, k + extra, dim=1)
+            d64, i64 = torch.topk(q64 @ ref64.T, k + extra, dim=1)
             d[tied], i[tied] = d64.float(), i64
         dist.append(d[:, :k])
         idx.append(i[:, :k])

@@ -29,3 +29,32 @@ def ccp_dir(real_data_dir: Path) -> Path:
     if not (path / "photos").is_dir():
         pytest.skip(f"Clothing Co-Parsing not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def train_heml_cli(tmp_path_factory):
+    """``biasaudit heml`` on 96 SynthFaces at 64 px with a tiny recipe, on one torch thread;
+    ``train(name, recipe, seed=..., data_seed=..., plants=())`` returns (data, ws, result)."""
+    import torch
+    import yaml
+    from click.testing import CliRunner
+
+    from biasaudit.cli import main
+    from biasaudit.data.synth import SynthFacesConfig, write_synthfaces
+
+    def train(name: str, recipe: dict, *, seed: int, data_seed: int, plants: tuple[str, ...] = ()):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            root = tmp_path_factory.mktemp(name)
+            data = write_synthfaces(root / "faces", SynthFacesConfig(n=96, seed=data_seed, size=64, plants=plants))
+            path = root / "tiny.yaml"
+            path.write_text(yaml.safe_dump(recipe))
+            ws = root / "ws"
+            result = CliRunner().invoke(main, ["-q", "heml", str(data), "--out", str(ws), "--label", "Smiling",
+                                               "--recipe", str(path), "--device", "cpu", "--seed", str(seed)])
+        finally:
+            torch.set_num_threads(threads)
+        return data, ws, result
+
+    return train

@@ -26,7 +26,7 @@ def inspect_on_ray(dataset, max_pixels: int | None) -> Iterator[dict[str, Any]]:
     # or label table (those travel with the batches, or not at all)
     light = replace(dataset, samples=[], labels=dataset.labels.iloc[:0], problems=[])
     for row in ray_map_batches(partial(_inspect_batch, dataset=light, max_pixels=max_pixels),
-                               list(dataset.samples), batch_size=VALIDATE_BATCH, desc="validate (ray)"):
+                               dataset.samples, batch_size=VALIDATE_BATCH, desc="validate (ray)"):
         for key in ("width", "height"):  # JSON has no NA: the thread path's missing sizes are pd.NA
             if row[key] is None:
                 row[key] = pd.NA

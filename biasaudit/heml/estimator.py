@@ -46,6 +46,7 @@ from biasaudit.core.engine import current_engine
 from biasaudit.core.errors import NotFittedError, ValidationError
 from biasaudit.core.io import kill_point
 from biasaudit.heml.inputs import NodeInputs, check_arrays, node_inputs, whole_image_inputs
+from biasaudit.heml.levels import LevelPlan, check_n_jobs, fit_level_in_workers, plan_level
 from biasaudit.heml.losses import LOSSES, LossBundle, build_loss
 from biasaudit.heml.quality import retrieval_metrics
 from biasaudit.heml.training import (
@@ -113,6 +114,9 @@ class HEMLConfig:
       (:func:`train_sample`, stratified by the label under ``label`` supervision), so
       training memory does not grow with the dataset; every image is still embedded.
       None: train on all.
+    - ``n_jobs``: worker processes that train the nodes of one tree level side by side on
+      the CPU (:mod:`biasaudit.heml.levels`). None: one per CPU when the fit has at least
+      256 images; -1: one per CPU; 1: every node in this process.
     """
 
     tree: Any = "celebamask-hq"
@@ -141,6 +145,7 @@ class HEMLConfig:
     baseline: bool = False
     seed: int = 0
     max_train_images: int | None = 2000
+    n_jobs: int | None = None
 
 
 class HEML:
@@ -234,6 +239,7 @@ class HEML:
             from biasaudit.heml.ray_engine import RayLevels
 
             ray_levels = RayLevels(self, images, label_maps, y_codes, train_mask, test_mask)
+        fit_args = (images, label_maps, y_codes, train_mask, test_mask, setup)
         for level in tree.levels():
             groups = [[name] for name in level]
             if self.concurrent:
@@ -242,16 +248,26 @@ class HEML:
                     o = tree.nodes[name].options
                     keyed.setdefault((o.trunk, o.resolution, o.epochs), []).append(name)
                 groups = list(keyed.values())
+            plan = self._level_plan(len(groups), n)
             if ray_levels is not None and len(groups) > 1:
-                ray_levels.fit(groups)
+                ray_levels.fit(groups, threads=plan.threads)
+                continue
+            if plan.workers > 1:
+                fit_level_in_workers(self, groups, plan, fit_args, on_group=lambda _g: kill_point("heml-node"))
                 continue
             for group in groups:
-                self._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
+                self._fit_group(group, *fit_args)
                 kill_point("heml-node")  # a test stops a scan here to check that it resumes
         if self.baseline:
             self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
         del self._all_emb
+        self.__dict__.pop("_prior_input", None)  # the last DGML parent's prior rows: fit-time only
         return self
+
+    def _level_plan(self, n_groups: int, n_images: int) -> LevelPlan:
+        """Worker processes for a level of ``n_groups`` (:mod:`biasaudit.heml.levels`)."""
+        return plan_level(n_groups=n_groups, n_images=n_images, n_jobs=self.n_jobs,
+                          threads=torch.get_num_threads(), device=torch.device(self.device_).type)
 
     def reads_children(self) -> bool:
         """Whether parents read their children's embeddings (see ``parent_inputs``)."""
@@ -285,6 +301,7 @@ class HEML:
         if int(self.embedding_dim) < 2 or int(self.batch_size) < 2:
             raise ValidationError("The 'embedding_dim' and 'batch_size' parameters must be ints >= 2.")
         _check_max_images(self.max_train_images)
+        check_n_jobs(self.n_jobs)
 
     def _encode_labels(self, y: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.supervision == "self":
@@ -347,6 +364,7 @@ class HEML:
                                 self_supervised=self_sup, params=dict(self.loss_params or {}))
             bundle.loss.to(setup.device)
             init = self._init_from_children(name, model, bundle)
+            self._attach_prior(name, model, label_maps)
             prepared.append((name, opts, inp, train_rows, model, bundle, init, node_seed))
 
         trainable = [p[4].trainable() for p in prepared]
@@ -456,7 +474,35 @@ class HEML:
                "by": how, "averaged_tensors": len(common)}
         if fusion is not None:
             out["fusion_start"] = {"own": fusion[0], **dict(zip(kids, fusion[1:], strict=True))}
+        if model.embedder_kind == "dgml" and model.n_children and self.supervision == "label":
+            leaves = self._prior_leaves(kids)
+            if leaves:
+                model.set_attention_prior(leaves)
+                out["attention_prior"] = [[list(ids), w] for ids, w in leaves]
         return out
+
+    def _prior_leaves(self, kids: list[str]) -> tuple:
+        """A DGML parent's attention prior (:mod:`biasaudit.heml.dgml`): the leaves below it
+        that carry the label, each child weighted by its validation skill where that skill
+        is significant (:func:`~biasaudit.heml.parents.significant_skill`), its own share
+        passed down its own prior (a leaf, or a child without one: its parts). Empty when
+        no child carries the label."""
+        from biasaudit.heml.dgml import combine_leaves
+        from biasaudit.heml.parents import significant_skill
+
+        weighted = []
+        for child, skill in zip(kids, self._skills(kids), strict=True):
+            own = getattr(self.models_[child], "attention_prior", None) or ((self.tree_.part_ids(child), 1.0),)
+            weighted.append((skill if significant_skill(self.metrics_.get(child, {})) else 0.0, own))
+        return combine_leaves(weighted)
+
+    def _attach_prior(self, name: str, model: NodeModel, label_maps: np.ndarray) -> None:
+        """Every image's attention prior for a DGML parent that has one, read after its
+        children's embeddings by :meth:`_children_input` (only the node being trained)."""
+        from biasaudit.heml.dgml import prior_rows
+
+        rows = prior_rows(self, label_maps, name, getattr(model, "attention_prior", None))
+        self._prior_input = {} if rows is None else {name: rows}
 
     def _fusion_weights(self, kids: list[str], average_weights: list[float]) -> list[float]:
         if self.fusion_init == "area":
@@ -612,8 +658,11 @@ class HEML:
         return any(self._carries_label(c, significant) for c in self.tree_.nodes[name].children)
 
     def _children_input(self, name: str) -> torch.Tensor:
-        """N × (D·n_children) children's embeddings of every image (zeros where absent)."""
-        return torch.cat([self._all_emb[c] for c in self.tree_.nodes[name].children], dim=1)
+        """N × (D·n_children) children's embeddings of every image (zeros where absent),
+        then a DGML parent's attention prior (N × r², :meth:`_attach_prior`) if it has one."""
+        prior = getattr(self, "_prior_input", {}).get(name)
+        return torch.cat([self._all_emb[c] for c in self.tree_.nodes[name].children]
+                         + ([] if prior is None else [prior]), dim=1)
 
     def _evaluate(self, model: NodeModel, crops: np.ndarray, y_test: np.ndarray, setup: DeviceSetup,
                   seed: int, children: torch.Tensor | None = None) -> dict[str, Any]:
@@ -734,6 +783,10 @@ class HEML:
                 kids = None
                 if getattr(model, "n_children", 0):
                     kids = torch.from_numpy(np.concatenate([out[c] for c in self.tree_.nodes[name].children], 1))[rows]
+                    if getattr(model, "attention_prior", None):  # a DGML parent's prior, after its children
+                        from biasaudit.heml.dgml import node_prior
+
+                        kids = torch.cat([kids, node_prior(self, label_maps[rows], name)], dim=1)
                 emb[rows] = run_batched(model, _nchw(inp.crops[rows]), setup, batch_size=batch_size,
                                         extra=kids).numpy()
             out[name] = emb

@@ -23,6 +23,11 @@ import numpy as np
 
 from biasaudit.core.errors import ValidationError
 
+#: Images whose masks are built at once (≈ 16 MB of booleans at 256 px).
+_CHUNK = 256
+#: Largest class id looked up through a table; larger ids (none in the shipped schemas) use ``np.isin``.
+_MAX_TABLE = 1 << 16
+
 
 @dataclass(frozen=True)
 class NodeInputs:
@@ -76,30 +81,48 @@ def node_inputs(
     crops = np.zeros((n, resolution, resolution, 3), dtype=np.uint8)
     present = np.zeros(n, dtype=bool)
     area = np.zeros(n, dtype=np.float64)
-    ids = np.asarray(part_ids)
-    for i in range(n):
-        mask = np.isin(label_maps[i], ids)
-        rows = np.flatnonzero(mask.any(axis=1))
-        if rows.size == 0:
-            continue
-        cols = np.flatnonzero(mask.any(axis=0))
-        present[i] = True
-        area[i] = mask.sum() / (h * w)
-        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        side = max(y1 - y0, x1 - x0)
-        side = int(np.ceil(side * (1.0 + 2.0 * margin)))
-        cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
-        top, left = int(np.floor(cy - side / 2.0)), int(np.floor(cx - side / 2.0))
-        canvas = np.empty((side, side, 3), dtype=np.uint8)
-        canvas[:] = bg
-        sy0, sx0 = max(top, 0), max(left, 0)
-        sy1, sx1 = min(top + side, h), min(left + side, w)
-        patch = images[i, sy0:sy1, sx0:sx1].copy()
-        patch[~mask[sy0:sy1, sx0:sx1]] = bg
-        canvas[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = patch
-        interp = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
-        crops[i] = cv2.resize(canvas, (resolution, resolution), interpolation=interp)
+    in_node = _part_lookup(label_maps, part_ids)
+    for lo in range(0, n, _CHUNK):
+        # masks and bounding boxes for a block of images at once: the per-image Python work
+        # that is left is the crop and the resize
+        mask = in_node(label_maps[lo : lo + _CHUNK])
+        row_any, col_any = mask.any(axis=2), mask.any(axis=1)
+        has = row_any.any(axis=1)
+        present[lo : lo + len(mask)] = has
+        area[lo : lo + len(mask)] = np.where(has, mask.sum(axis=(1, 2)) / (h * w), 0.0)
+        y0s, y1s = row_any.argmax(axis=1), h - row_any[:, ::-1].argmax(axis=1)
+        x0s, x1s = col_any.argmax(axis=1), w - col_any[:, ::-1].argmax(axis=1)
+        for j in np.flatnonzero(has):
+            i = lo + j
+            y0, y1, x0, x1 = int(y0s[j]), int(y1s[j]), int(x0s[j]), int(x1s[j])
+            side = max(y1 - y0, x1 - x0)
+            side = int(np.ceil(side * (1.0 + 2.0 * margin)))
+            cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+            top, left = int(np.floor(cy - side / 2.0)), int(np.floor(cx - side / 2.0))
+            canvas = np.empty((side, side, 3), dtype=np.uint8)
+            canvas[:] = bg
+            sy0, sx0 = max(top, 0), max(left, 0)
+            sy1, sx1 = min(top + side, h), min(left + side, w)
+            patch = images[i, sy0:sy1, sx0:sx1].copy()
+            patch[~mask[j, sy0:sy1, sx0:sx1]] = bg
+            canvas[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = patch
+            interp = cv2.INTER_AREA if side > resolution else cv2.INTER_LINEAR
+            crops[i] = cv2.resize(canvas, (resolution, resolution), interpolation=interp)
     return NodeInputs(crops=crops, present=present, area_frac=area)
+
+
+def _part_lookup(label_maps: np.ndarray, part_ids: tuple[int, ...]):
+    """A function from a block of label maps to the boolean mask of ``part_ids``: a
+    table lookup (one gather per pixel) for the small non-negative ids of every schema,
+    ``np.isin`` (a sort per image) otherwise."""
+    ids = np.asarray(part_ids, dtype=np.int64).reshape(-1)
+    lo = int(label_maps.min(initial=0))
+    hi = int(max(label_maps.max(initial=0), ids.max(initial=0)))
+    if lo < 0 or hi >= _MAX_TABLE:
+        return lambda block: np.isin(block, ids)
+    table = np.zeros(hi + 1, dtype=bool)
+    table[ids[ids >= 0]] = True
+    return lambda block: table[block]
 
 
 def region_masks(label_maps: np.ndarray, node_part_ids: tuple[int, ...], region_part_ids: tuple[int, ...], *,

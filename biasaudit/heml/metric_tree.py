@@ -212,9 +212,9 @@ def explain_pair(heml, image_a: np.ndarray, map_a: np.ndarray, image_b: np.ndarr
             crops.setdefault(name, []).append(inp.crops[0])
             present.setdefault(name, []).append(bool(inp.present[0]))
             if getattr(heml.models_[name], "embedder_kind", "mlp") == "dgml":
-                from biasaudit.heml.dgml import attention_maps
+                from biasaudit.heml.dgml import attention_maps, node_prior
 
-                maps_one = attention_maps(heml.models_[name], inp.crops[:1])[0]
+                maps_one = attention_maps(heml.models_[name], inp.crops[:1], node_prior(heml, maps, name))[0]
                 attention.setdefault(name, []).append(maps_one if inp.present[0] else np.zeros_like(maps_one))
     order: list[str] = []
 

@@ -78,6 +78,7 @@ def save_heml(heml, path: str | Path) -> Path:
             "hidden_dim": int(heml.hidden_dim), "loss": params["loss"],
             "embedder": model.embedder_kind, "groups": int(heml.groups), "n_children": model.n_children,
             "dgml_features": model.dgml_features,
+            "attention_prior": getattr(model, "attention_prior", None),
             "supervision": heml.supervision, "loss_history": heml.history_.get(name, []),
         }
         _save_node(path / node_dirname(name), model, heml.losses_.get(name), config, heml.metrics_[name])
@@ -149,6 +150,8 @@ def load_heml(path: str | Path, *, device: str = "auto"):
                                  n_children=config.get("n_children", 0),
                                  # DGML nodes saved before the local map attend over the last one
                                  dgml_features=config.get("dgml_features", "last"))
+        if config.get("attention_prior"):  # a DGML parent's prior (biasaudit.heml.dgml)
+            model.set_attention_prior(config["attention_prior"])
         model.trainable().load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         heml.models_[name] = model.to(setup.device).eval()
         loss_state = {k[5:]: v for k, v in tensors.items() if k.startswith("loss.")}

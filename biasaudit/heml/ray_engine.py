@@ -48,36 +48,20 @@ class RayLevels:
         self.maps_dtype = label_maps.dtype
         self._task = ray.remote(_fit_group_task).options(num_cpus=1, num_gpus=self.num_gpus)
 
-    def fit(self, groups: list[list[str]]) -> None:
+    def fit(self, groups: list[list[str]], *, threads: int | None = None) -> None:
+        """Train ``groups`` as parallel tasks with ``threads`` torch threads each (default:
+        this process's count; the local engine passes the count its workers would use)."""
         import ray
+
+        from biasaudit.heml.levels import group_state, merge_group
 
         heml = self.heml
         params = heml.get_params()
-        futures = []
-        for group in groups:
-            kids = [c for name in group for c in heml.tree_.nodes[name].children]
-            state = {
-                "tree": heml.tree_, "classes": heml.classes_,
-                "models": {c: heml.models_[c] for c in kids}, "losses": {c: heml.losses_[c] for c in kids},
-                "metrics": {c: heml.metrics_[c] for c in kids}, "history": {c: heml.history_[c] for c in kids},
-                "area": {c: heml.area_[c] for c in kids},
-                "emb": {c: heml._all_emb[c] for c in kids if c in heml._all_emb},
-            }
-            futures.append(self._task.remote(params, state, group, *self.refs, str(self.maps_dtype),
-                                             self.threads))
+        futures = [self._task.remote(params, group_state(heml, group), group, *self.refs, str(self.maps_dtype),
+                                     threads or self.threads)
+                   for group in groups]
         for group, out in zip(groups, ray.get(futures), strict=True):
-            for name in group:
-                node = out[name]
-                model = node["model"]
-                if not model.trunk_trainable:  # one frozen trunk for the whole tree, as locally
-                    model.trunk = heml._frozen_trunks.setdefault(model.trunk_spec, model.trunk)
-                heml.models_[name] = model
-                heml.losses_[name] = node["loss"]
-                heml.metrics_[name] = node["metrics"]
-                heml.history_[name] = node["history"]
-                heml.area_[name] = node["area"]
-                if node["emb"] is not None:
-                    heml._all_emb[name] = node["emb"]
+            merge_group(heml, group, out)
 
 
 def _fit_group_task(params: dict[str, Any], state: dict[str, Any], group: list[str], images, label_maps,
@@ -86,6 +70,7 @@ def _fit_group_task(params: dict[str, Any], state: dict[str, Any], group: list[s
     import torch
 
     from biasaudit.heml.estimator import HEML
+    from biasaudit.heml.levels import group_result
     from biasaudit.heml.training import resolve_device
 
     # the local fit's thread count: CPU reductions are summed in per-thread chunks, so the
@@ -101,9 +86,7 @@ def _fit_group_task(params: dict[str, Any], state: dict[str, Any], group: list[s
     heml.device_ = str(setup.device)
     label_maps = np.asarray(label_maps).astype(maps_dtype)
     heml._fit_group(group, images, label_maps, y_codes, train_mask, test_mask, setup)
-    return {name: {"model": heml.models_[name], "loss": heml.losses_[name], "metrics": heml.metrics_[name],
-                   "history": heml.history_[name], "area": heml.area_[name],
-                   "emb": heml._all_emb.get(name)} for name in group}
+    return group_result(heml, group)
 
 
 def embed_on_ray(heml, images: np.ndarray, label_maps: np.ndarray, *, nodes: list[str],

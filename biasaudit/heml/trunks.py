@@ -147,6 +147,11 @@ class NodeModel(nn.Module):
       embedding is ``normalize(fusion([e_own, e_child1, e_child2]))``, a learned linear
       map of the concatenation; :meth:`init_fusion` starts it as the weighted sum of the
       blocks, so a parent begins by measuring what its children measured.
+    - ``attention_prior`` (DGML parents that read their children; :meth:`set_attention_prior`):
+      the leaves below the node that carry the label, ((part ids, weight), ...). The node
+      then reads, after its children's embeddings, a per-pixel prior over its input (N ×
+      r², :func:`~biasaudit.heml.dgml.attention_prior`) that biases its attention
+      (:mod:`biasaudit.heml.dgml`).
 
     ``trunk_trainable`` False means the trunk is frozen: its features can be cached and
     only ``embedder`` (and ``fusion``) is trained, averaged and saved.
@@ -169,6 +174,7 @@ class NodeModel(nn.Module):
         self.dgml_features = dgml_features
         self.keep_own = False
         self._last_own: torch.Tensor | None = None
+        self.attention_prior: tuple | None = None
         if embedder == "mlp":
             self.embedder = nn.Sequential(
                 nn.Linear(trunk.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, embedding_dim)
@@ -196,8 +202,26 @@ class NodeModel(nn.Module):
             return self.trunk.feature_map(x)
         return self.trunk(x)
 
+    def set_attention_prior(self, leaves) -> None:
+        """Make this DGML parent attend with a prior from ``leaves`` ((part ids, weight), ...):
+        its ``children`` input then carries the prior's r² values per image after the
+        children's embeddings."""
+        if self.embedder_kind != "dgml" or not self.n_children:
+            raise ValidationError("An attention prior needs a DGML node that reads its children's embeddings.")
+        self.attention_prior = tuple((tuple(int(i) for i in ids), float(w)) for ids, w in leaves)
+        if self.embedder.prior_strength is None:
+            self.embedder.enable_prior()
+
     def embed_features(self, feats: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
-        own = self.embedder(feats)
+        split = self.embedding_dim * self.n_children
+        if self.attention_prior is not None and children is not None and children.shape[1] > split:
+            from biasaudit.heml.dgml import pool_prior
+
+            prior = pool_prior(children[:, split:], feats.shape[-2:])
+            children = children[:, :split]
+            own = self.embedder(feats, prior)
+        else:
+            own = self.embedder(feats)
         if self.fusion is None:
             return F.normalize(own, dim=1)
         if children is None:

@@ -242,11 +242,15 @@ def segment_dataset(
         make_segmenter, spec, schema=target_schema, device=device, batch_size=batch_size)
     try:
         with use_engine(chosen):
-            sources = {s.image_id: _source_key(seg, s) for s in dataset.samples}
-            manifest = _validate(dataset, ws, sources, workers=workers, revalidate=revalidate)
+            manifest = _validate(dataset, ws, seg, workers=workers, revalidate=revalidate)
             manifest.save(ws.manifest)
+            n_ok = manifest.n_ok
+            # from here on the manifest is read back shard by shard: its rows, and the label
+            # table and problems that went into them, are not held
+            del manifest
+            dataset = replace(dataset, labels=dataset.labels.iloc[:0].copy(), problems=[])  # a view keeps it all
             kill_point("validate")
-            result = _run(dataset, manifest, seg, ws, sources, spec=spec, workers=workers, start=start,
+            result = _run(dataset, seg, ws, n_ok=n_ok, spec=spec, workers=workers, start=start,
                           rebuild=rebuild, device=device, batch_size=batch_size)
     finally:
         if not isinstance(segmenter, Segmenter):
@@ -255,9 +259,11 @@ def segment_dataset(
     return result
 
 
-def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, revalidate: bool):
+def _validate(dataset, ws: Workspace, seg: Segmenter, *, workers, revalidate: bool):
     """Validate only what changed since the last run in this workspace (see segment_dataset)."""
     from biasaudit.data import BASE_COLUMNS, Manifest, validate_dataset
+    from biasaudit.data.dataset import SampleList
+    from biasaudit.data.validate import typed_manifest_table
 
     prev_source = None if revalidate else _previous_sources(ws.segments)
     old = None
@@ -269,21 +275,25 @@ def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, reval
     if old is None:
         return validate_dataset(dataset, workers=workers)
     old_rows = old.table.drop_duplicates("image").set_index("image")
+    del old
     clean = {i for i, status, warning in zip(old_rows.index, old_rows["status"], old_rows["warning"], strict=True)
              if status == "ok" and not warning}
     flagged = {p.image_id for p in dataset.problems}
     unchanged = [
         s.image_id for s in dataset.samples
         if s.image_id in clean and s.image_id not in flagged
-        and prev_source.get(s.image_id) == sources[s.image_id]
+        and prev_source.get(s.image_id) == _source_key(seg, s)
     ]
     if not unchanged:
         return validate_dataset(dataset, workers=workers)
     keep = set(unchanged)
     fresh = validate_dataset(
-        replace(dataset, samples=[s for s in dataset.samples if s.image_id not in keep]), workers=workers
+        replace(dataset, samples=SampleList((s for s in dataset.samples if s.image_id not in keep),
+                                            root=dataset.root)),
+        workers=workers,
     )
     base = old_rows.loc[unchanged, [c for c in BASE_COLUMNS if c != "image"]].reset_index()
+    labels = None
     if len(dataset.labels.columns):
         labels = dataset.labels[~dataset.labels.index.duplicated()]
         base = base.join(labels, on="image", how="left")
@@ -291,19 +301,79 @@ def _validate(dataset, ws: Workspace, sources: dict[str, str], *, workers, reval
     order = {s.image_id: k for k, s in enumerate(dataset.samples)}
     table = table.sort_values("image", key=lambda col: col.map(lambda i: order.get(i, len(order))),
                               kind="stable", ignore_index=True)
-    return replace(fresh, table=table)
+    # typed as a fresh validation types them: a re-run writes the same manifest file
+    return replace(fresh, table=typed_manifest_table(table, labels))
 
 
-def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, str], *, spec: str, workers,
-         start, rebuild=None, device: str = "auto", batch_size: int | None = None) -> SegmentationResult:
+@dataclass(frozen=True)
+class _Shard:
+    """One block of :data:`SHARD_IMAGES` manifest rows, with what segmenting it needs:
+    built from ``manifest.parquet`` and the dataset's samples when its turn comes, and
+    dropped after, so nothing here grows with the dataset."""
+
+    k: int
+    images: list[str]  # every manifest row of the block, in order
+    samples: dict[str, object]  # image → Sample, for the rows that are dataset images
+    sha_of: dict[str, str]  # image → sha256, for the usable ones (status ok)
+    sources: dict[str, str]  # image → what its rows are computed from (see _source_key)
+
+    @property
+    def wanted(self) -> list[str]:
+        return [i for i in self.images if i in self.sha_of and i in self.samples]
+
+
+def _manifest_blocks(path: Path, size: int):
+    """(image, sha256, status) columns of ``manifest.parquet``, ``size`` rows at a time,
+    in order: three columns of one block are read, never the table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = ["image", "sha256", "status"]
+    held: list = []
+    n_held = 0
+    with pq.ParquetFile(path) as reader:
+        for batch in reader.iter_batches(batch_size=size, columns=columns):
+            held.append(batch)
+            n_held += batch.num_rows
+            while n_held >= size:  # row groups can end mid-block: blocks are re-cut to `size`
+                table = pa.Table.from_batches(held)
+                yield [table.column(c).slice(0, size).to_pylist() for c in columns]
+                rest = table.slice(size)
+                held, n_held = rest.to_batches(), rest.num_rows
+    if n_held:
+        table = pa.Table.from_batches(held)
+        yield [table.column(c).to_pylist() for c in columns]
+
+
+def _shards(ws: Workspace, dataset, seg: Segmenter):
+    """The manifest's blocks as :class:`_Shard` objects, pairing each row with the dataset's
+    next sample: validation writes the samples' rows first and in the samples' order, so
+    one pass over both lines them up (a row without a sample, e.g. a label row naming a
+    missing image, is an error row and is skipped)."""
+    samples = iter(dataset.samples)
+    ahead = next(samples, None)
+    for k, (images, shas, statuses) in enumerate(_manifest_blocks(ws.manifest, SHARD_IMAGES)):
+        by_id: dict[str, object] = {}
+        for img in images:
+            if ahead is not None and ahead.image_id == img:
+                by_id[img] = ahead
+                ahead = next(samples, None)
+        sha_of = {img: sha for img, sha, status in zip(images, shas, statuses, strict=True) if status == "ok"}
+        sources = {img: _source_key(seg, by_id[img]) for img in sha_of if img in by_id}
+        yield _Shard(k, images, by_id, sha_of, sources)
+    if ahead is not None:
+        raise ValidationError(
+            f"{ws.manifest} does not list the dataset's image '{ahead.image_id}' where validation puts it; the "
+            f"manifest and the dataset disagree. Re-run with --revalidate."
+        )
+
+
+def _run(dataset, seg: Segmenter, ws: Workspace, *, n_ok: int, spec: str, workers, start, rebuild=None,
+         device: str = "auto", batch_size: int | None = None) -> SegmentationResult:
     from collections import deque
 
     from tqdm.auto import tqdm
 
-    table = manifest.table.copy()
-    by_id = {s.image_id: s for s in dataset.samples}
-    ok_rows = table[table["status"] == "ok"]
-    sha_of = dict(zip(ok_rows["image"], ok_rows["sha256"], strict=True))
     model_backed = seg.needs_images
     cache = MaskCache(ws.masks_dir, fingerprint=seg.fingerprint) if model_backed else None
 
@@ -317,22 +387,18 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
     # decoded images in flight: the next two batches, and enough to keep every thread busy
     ahead = 2 * chunk + n_threads
     legacy = _legacy_rows(ws.segments)
-    order = {img: i for i, img in enumerate(table["image"])}
-    shards = _shard_ids(table["image"].tolist())
 
-    def add_stats(img: str, image: np.ndarray, label_map: np.ndarray, store: bool) -> tuple[dict[str, list], float]:
+    def add_stats(shard: _Shard, img: str, image: np.ndarray, label_map: np.ndarray,
+                  store: bool) -> tuple[dict[str, list], float]:
         t0 = time.perf_counter()
         if store:  # PNG encoding a fresh map is CPU work too: off the model's thread
-            cache.put(sha_of[img], label_map)
+            cache.put(shard.sha_of[img], label_map)
         cols = part_statistics_columns(image, label_map, seg.schema, image_id=img)
-        cols["sha256"] = [sha_of[img]] * len(cols["image"])
-        cols["source"] = [sources[img]] * len(cols["image"])
+        cols["sha256"] = [shard.sha_of[img]] * len(cols["image"])
+        cols["source"] = [shard.sources[img]] * len(cols["image"])
         return cols, time.perf_counter() - t0
 
-    def decode(img: str) -> Decoded:
-        return decode_sample(seg, by_id[img], sha_of[img], cache)
-
-    def segment_ids(todo: list[str], columns: dict[str, list], pool, bar) -> None:
+    def segment_ids(shard: _Shard, todo: list[str], columns: dict[str, list], pool, bar) -> None:
         """Segment and describe ``todo`` batch by batch, appending to ``columns`` in
         ``todo``'s order: the next batches decode while the model runs, and one batch's
         statistics are computed while the model runs the next."""
@@ -353,13 +419,16 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
             bar.update(len(ids))
             kill_point("segment-batch")
 
+        def decode(img: str) -> Decoded:
+            return decode_sample(seg, shard.samples[img], shard.sha_of[img], cache)
+
         decoded = decode_ahead(decode, todo, pool=pool, ahead=ahead, clock=clock)
         for lo in range(0, len(todo), chunk):
             ids = todo[lo : lo + chunk]
             batch = [next(decoded) for _ in ids]
             with clock.computing():
-                maps, how = label_maps(seg, [by_id[i] for i in ids], batch, [sha_of[i] for i in ids], cache,
-                                       write_cache=False)
+                maps, how = label_maps(seg, [shard.samples[i] for i in ids], batch,
+                                       [shard.sha_of[i] for i in ids], cache, write_cache=False)
             counts["cached"] += how.count("cached")
             counts["segmented"] += how.count("segmented")
             clock.n_images += len(ids)
@@ -368,7 +437,7 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
                 if isinstance(maps[k], SegmentFailure):
                     failures[img] = maps[k].message
                 else:
-                    jobs.append(pool.submit(add_stats, img, batch[k].image, maps[k],
+                    jobs.append(pool.submit(add_stats, shard, img, batch[k].image, maps[k],
                                             cache is not None and how[k] == "segmented"))
             pending.append((ids, jobs))
             if len(pending) > 1:
@@ -378,25 +447,39 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
 
     ray_stream = None
     if current_engine().is_ray:
+        # Ray Data takes the whole list of items at once: this path holds one entry per
+        # usable image (the local engine holds one shard)
         from biasaudit.segment.ray_engine import RaySegmentStream, ray_plan
 
-        planned = ray_plan(ws.segments, [i for i in table["image"] if i in by_id], sha_of=sha_of,
-                           sources=sources, legacy=legacy)
-        ray_stream = RaySegmentStream(seg, [by_id[i] for i in planned], sha_of=sha_of, sources=sources,
+        samples: dict[str, object] = {}
+        sha_of: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        images: list[str] = []
+        for shard in _shards(ws, dataset, seg):
+            samples.update((i, shard.samples[i]) for i in shard.wanted)
+            sha_of.update(shard.sha_of)
+            sources.update(shard.sources)
+            images.extend(shard.wanted)
+        planned = ray_plan(ws.segments, images, sha_of=sha_of, sources=sources, legacy=legacy)
+        ray_stream = RaySegmentStream(seg, [samples[i] for i in planned], sha_of=sha_of, sources=sources,
                                       masks_dir=ws.masks_dir if model_backed else None, rebuild=rebuild,
                                       device=device, batch_size=batch_size)
+        del samples, images, planned
+    n_shards = 0
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        bar = tqdm(total=len(sha_of), desc=f"segment ({spec})", unit="img", disable=not progress_enabled(),
+        bar = tqdm(total=n_ok, desc=f"segment ({spec})", unit="img", disable=not progress_enabled(),
                    delay=1.0, dynamic_ncols=True, leave=False)
-        for k, ids in enumerate(shards):
-            wanted = [i for i in ids if i in sha_of and i in by_id]
+        for shard in _shards(ws, dataset, seg):
+            k, ids, wanted = shard.k, shard.images, shard.wanted
+            n_shards = k + 1
+            order = {img: i for i, img in enumerate(ids)}
             old = _load_previous(part_path(ws.segments, k)) if legacy is None else _rows_of(legacy, ids)
             reused = None
             todo = wanted
             if old is not None and len(old):
                 key = old.groupby("image", sort=False)[["sha256", "source"]].first()
                 current = {img for img, sha, src in zip(key.index, key["sha256"], key["source"], strict=True)
-                           if img in sha_of and sha == sha_of[img] and src == sources.get(img)}
+                           if img in shard.sha_of and sha == shard.sha_of[img] and src == shard.sources.get(img)}
                 reused = old[old["image"].isin(current)]
                 todo = [i for i in wanted if i not in current]
                 counts["reused"] += len(wanted) - len(todo)
@@ -404,27 +487,21 @@ def _run(dataset, manifest, seg: Segmenter, ws: Workspace, sources: dict[str, st
                 if not todo and set(key.index) == set(wanted) and legacy is None:
                     continue  # this shard is done and current: not even rewritten
             columns: dict[str, list] = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
-            segment_ids(todo, columns, pool, bar)
+            segment_ids(shard, todo, columns, pool, bar)
             _write_shard(ws, k, [reused], columns, order)
             kill_point("segment-shard")
         bar.close()
-    _drop_stale(ws, len(shards))
-    table = _save(ws, manifest, table, failures, spec)
-    failed = table[table["status"] != "ok"][["image", "error"]].reset_index(drop=True)
+    _drop_stale(ws, n_shards)
+    n_images, n_ok, failed = _save(ws, failures, spec)
     clock.wall_s = time.perf_counter() - start
     record_stage_timing(ws.root, clock)
     return SegmentationResult(
-        workspace=ws.root, segmenter=spec, schema=seg.schema, n_images=len(table),
-        n_ok=int((table["status"] == "ok").sum()), n_failed=len(failed),
+        workspace=ws.root, segmenter=spec, schema=seg.schema, n_images=n_images,
+        n_ok=n_ok, n_failed=len(failed),
         n_segmented=counts["segmented"], n_cached=counts["cached"],
         n_reused=counts["reused"], seconds=time.perf_counter() - start,
         failures=failed,
     )
-
-
-def _shard_ids(images: list[str]) -> list[list[str]]:
-    """The manifest's images in blocks of :data:`SHARD_IMAGES`: shard k of segments.parquet/."""
-    return [images[lo : lo + SHARD_IMAGES] for lo in range(0, len(images), SHARD_IMAGES)]
 
 
 def _assemble(reused_parts: list[pd.DataFrame | None], columns: dict[str, list],
@@ -459,30 +536,38 @@ def _drop_stale(ws: Workspace, n_shards: int) -> None:
             path.unlink()
 
 
-def _save(ws: Workspace, manifest, table: pd.DataFrame, failures: dict[str, str], spec: str,
-          segments: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Write the manifest with the segmentation failures marked. Given a whole
-    ``segments`` table (an engine that assembles one), write it as shards first: a run
-    killed in between leaves segment rows that no longer match the manifest's files,
-    which the next run recomputes."""
-    table = table.copy()
+def _save(ws: Workspace, failures: dict[str, str], spec: str) -> tuple[int, int, pd.DataFrame]:
+    """Mark the segmentation failures in ``manifest.parquet`` (rewritten only when there
+    are any; the file saved after validation is otherwise already final) and return
+    (images, usable images, the failed rows' image and error)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from biasaudit.data import Manifest
+
     if failures:
+        manifest = Manifest.load(ws.manifest)
+        table = manifest.table
         mask = table["image"].isin(failures)
         table.loc[mask, "status"] = "error"
         table.loc[mask, "error"] = table.loc[mask, "image"].map(
             lambda i: f"segmentation ({spec}) failed: {failures[i]}"
         )
-    if segments is not None:
-        if ws.segments.is_file():
-            ws.segments.unlink()
-        order = {img: i for i, img in enumerate(table["image"])}
-        shards = _shard_ids(table["image"].tolist())
-        empty = {c: [] for c in (*SEGMENT_COLUMNS, "sha256", "source")}
-        for k, ids in enumerate(shards):
-            _write_shard(ws, k, [segments[segments["image"].isin(set(ids))]], empty, order)
-        _drop_stale(ws, len(shards))
-    replace(manifest, table=table).save(ws.manifest)
-    return table
+        manifest.save(ws.manifest)
+        del manifest, table
+    n_images = n_ok = 0
+    failed = []
+    with pq.ParquetFile(ws.manifest) as reader:
+        for batch in reader.iter_batches(batch_size=65_536, columns=["image", "status", "error"]):
+            ok = pc.equal(batch.column("status"), "ok")
+            n_images += batch.num_rows
+            n_ok += int(pc.sum(ok).as_py() or 0)
+            bad = batch.filter(pc.invert(ok))
+            if bad.num_rows:
+                failed.append(bad.select(["image", "error"]).to_pandas())
+    columns = ["image", "error"]
+    frame = pd.concat(failed, ignore_index=True) if failed else pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
+    return n_images, n_ok, frame[columns].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

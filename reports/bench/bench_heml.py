@@ -81,6 +81,8 @@ def worker(spec: dict) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     extra = {"embedder": spec["embedder"]} if spec.get("embedder") else {}
+    if spec.get("n_jobs") is not None:  # "in-process": every node in this process (older checkouts: always)
+        extra["n_jobs"] = spec["n_jobs"]
     heml = HEML(tree="celebamask-hq", device=spec["device"], concurrent=spec["concurrent"],
                 batch_size=spec["batch_size"], epochs_scale=spec["epochs_scale"], trunk=spec["trunk"],
                 resolution_scale=spec.get("resolution_scale", 1.0), supervision=spec.get("supervision", "label"),
@@ -280,7 +282,9 @@ def main() -> None:
     ap.add_argument("--epochs-scale", type=float, default=1.0)
     ap.add_argument("--resolution-scale", type=float, default=1.0, help="multiply every node's resolution")
     ap.add_argument("--trunk", default=None, help="force one trunk on every node (default: recipe)")
-    ap.add_argument("--modes", default="sequential,concurrent")
+    ap.add_argument("--modes", default="sequential,concurrent",
+                    help="comma-separated: sequential (a level's nodes in one worker process per CPU), "
+                         "in-process (every node in this process, n_jobs=1), concurrent (stacked levels)")
     ap.add_argument("--no-plant-check", action="store_true", help="skip the planted-bias run")
     ap.add_argument("--baseline", action="store_true", help="also train the whole-image baseline")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: from the CPUs available)")
@@ -331,7 +335,7 @@ def main() -> None:
     runs = {}
     for mode in args.modes.split(","):
         spec = {**base, "data": str(clean), "concurrent": mode == "concurrent",
-                "baseline": args.baseline and mode == "sequential"}
+                "baseline": args.baseline and mode == "sequential", "n_jobs": 1 if mode == "in-process" else None}
         runs[mode] = run_worker(spec, contend=args.contend)
         print(f"{mode}: {runs[mode]['wall_s']:.1f} s", file=sys.stderr)
         if args.compare_src:
@@ -371,6 +375,10 @@ def main() -> None:
             new, old = runs[mode], runs[f"{mode}, {args.compare_src}"]
             lines += ["", f"{mode}: this code {new['wall_s']:.1f} s, {args.compare_src} {old['wall_s']:.1f} s "
                           f"(ratio old/new {old['wall_s'] / new['wall_s']:.2f}×)."]
+    if "sequential" in runs and "in-process" in runs:
+        s, i = runs["sequential"], runs["in-process"]
+        lines += ["", f"Level workers speed-up: {i['wall_s'] / s['wall_s']:.2f}× (in-process / level workers "
+                      f"wall time)."]
     if "sequential" in runs and "concurrent" in runs:
         s, c = runs["sequential"], runs["concurrent"]
         lines += ["", f"Concurrent speed-up: {s['wall_s'] / c['wall_s']:.2f}× "
@@ -394,13 +402,24 @@ def main() -> None:
     att = first.get("attention")
     if att:
         lines += ["", "DGML attention on mouth + lips, test split (ratio = attention mass / the region's "
-                      "share of the node's own pixels; label-weighted: groups weighted by their own P@1 above chance):",
-                  "", "| node | share of node pixels | mean of groups | best group | label-weighted |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
+                      "share of the node's own pixels; label-weighted: groups weighted by their own P@1 above chance; "
+                      "prior off: the same parent with its attention prior's strength set to 0, the queries alone; "
+                      "prior alone: the prior's bias with the queries set to 0):",
+                  "", "| node | share of node pixels | mean of groups | best group | label-weighted | "
+                      "prior off: mean / best / label-weighted | prior alone: mean / best | prior's mass on the region |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+        def x(v) -> str:
+            return "–" if v is None else f"{v:.2f}×"
+
         for node, a in att.items():
             r = a["ratio_node"]
-            lines.append(f"| {node} | {a['share_node']:.4f} | {r['mean_of_groups']:.2f}× | {r['best_group']:.2f}× | "
-                         f"{fmt(r.get('label_weighted'), 2)}{'×' if r.get('label_weighted') is not None else ''} |")
+            off = (a.get("without_prior") or {}).get("ratio_node", {})
+            alone = (a.get("prior_alone") or {}).get("ratio_node", {})
+            lines.append(f"| {node} | {a['share_node']:.4f} | {x(r['mean_of_groups'])} | {x(r['best_group'])} | "
+                         f"{x(r.get('label_weighted'))} | {x(off.get('mean_of_groups'))} / {x(off.get('best_group'))} / "
+                         f"{x(off.get('label_weighted'))} | {x(alone.get('mean_of_groups'))} / "
+                         f"{x(alone.get('best_group'))} | {fmt(a.get('prior_mass'), 3)} |")
     gpu_peaks = [m["peak_gpu_mem_mb"] for m in first["metrics"].values() if m["peak_gpu_mem_mb"] is not None]
     if gpu_peaks:
         lines += ["", f"Peak GPU memory per node: max {max(gpu_peaks):.0f} MB at batch {args.batch_size} "

@@ -8,6 +8,12 @@ its peak RSS is the kernel's ``ru_maxrss`` of that process (``os.wait4``: what
 - with HEML (self-supervised, ``--epochs-scale`` shortens training, memory does not
   depend on it): n = 2,000 against n = 8,000.
 
+``--heap-sizes 2000,20000`` also measures the segment stage's Python heap
+(``tracemalloc`` in a fresh process, ``segment_dataset`` with the dataset's masks, one
+thread): the peak while the dataset is opened and validated, the peak while it is
+segmented, and the most held at the end of a segmented batch; their growth per image
+between the sizes says what the stage keeps per image (goal: nothing but a few bytes).
+
 Datasets are generated once into ``--work`` and reused; every scan gets a fresh workspace.
 ``--report`` also renders the HTML report (the default of ``biasaudit scan``); without it
 the scan alone is measured (``--no-report``).
@@ -78,10 +84,60 @@ def scan_peak(data: Path, work: Path, *, heml: bool, epochs_scale: float, report
         shutil.rmtree(ws, ignore_errors=True)
 
 
+#: run in a child process: tracemalloc around segment_dataset, split at the manifest's save
+HEAP_CODE = """
+import json, sys, tracemalloc
+import pandas, pyarrow  # imported before tracing: module state is not per image
+import biasaudit.segment.pipeline as pipeline
+state = {"held_segmenting": 0}
+kill_point = pipeline.kill_point
+def spy(name):
+    current, peak = tracemalloc.get_traced_memory()
+    if name == "validate":
+        state["peak_open_validate"] = peak
+        tracemalloc.reset_peak()
+    elif name == "segment-batch":
+        state["held_segmenting"] = max(state["held_segmenting"], current)
+    kill_point(name)
+pipeline.kill_point = spy
+tracemalloc.start()
+pipeline.segment_dataset(sys.argv[1], sys.argv[2], segmenter="masks", workers=1)
+state["peak_segmenting"] = tracemalloc.get_traced_memory()[1]
+print(json.dumps(state))
+"""
+HEAP_PARTS = (("peak_open_validate", "Python heap peak, open + validate"),
+              ("peak_segmenting", "Python heap peak, segmenting"),
+              ("held_segmenting", "Python heap held at a segmented batch"))
+
+
+def segment_heap(data: Path, work: Path) -> dict[str, int]:
+    """The segment stage's Python heap in bytes (see :data:`HEAP_CODE`), in a fresh process."""
+    ws = Path(tempfile.mkdtemp(prefix="ws-", dir=work))
+    try:
+        env = {**os.environ, "BIASAUDIT_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
+        out = subprocess.run([sys.executable, "-c", HEAP_CODE, str(data), str(ws)], env=env, check=True,
+                             capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(ws, ignore_errors=True)
+
+
 def run(*, sizes: list[int], heml_sizes: list[int], epochs_scale: float, repeat: int, work: Path,
-        report: bool) -> dict:
+        report: bool, heap_sizes: list[int] = ()) -> dict:
     """Measure every (mode, n) ``repeat`` times; returns figures, ratios, facts and a table."""
     figures, ratios, facts, rows = [], [], [], []
+    heap: dict[int, dict[str, int]] = {}
+    for n in heap_sizes:
+        heap[n] = segment_heap(dataset(work, n), work)
+        for key, name in HEAP_PARTS:
+            figures.append(figure(f"segment stage, n={n:,}: {name}", [heap[n][key] / 2**20], unit="MiB", n=n,
+                                  command=f"segment_dataset(faces{n}, WS, segmenter='masks', workers=1)"))
+    if len(heap) >= 2:
+        lo, hi = min(heap), max(heap)
+        for key, name in HEAP_PARTS:
+            per_image = (heap[hi][key] - heap[lo][key]) / (hi - lo)
+            facts.append(fact(f"segment stage: {name}, growth per image from n={lo:,} to n={hi:,} (bytes)",
+                              round(per_image, 1)))
     for mode, ns in (("no-heml", sizes), ("heml", heml_sizes)):
         per_n = {}
         for n in ns:
@@ -103,7 +159,7 @@ def run(*, sizes: list[int], heml_sizes: list[int], epochs_scale: float, repeat:
             ratios.append(r)
             facts.append(fact(f"scan {mode}: peak RSS grows < {GOAL:.0%} from n={lo:,} to n={hi:,}",
                               bool(r["value"] - 1 < GOAL), note=f"ratio {r['value']:.3f}"))
-    return {"figures": figures, "ratios": ratios, "facts": facts, "rows": rows,
+    return {"figures": figures, "ratios": ratios, "facts": facts, "rows": rows, "heap": heap,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
 
 
@@ -114,6 +170,16 @@ def markdown(result: dict) -> str:
     for r in result["ratios"]:
         lines.append("")
         lines.append(f"{r['name']}: **{r['value']:.2f}×** (goal: < {1 + GOAL:.2f}×)")
+    heap = result.get("heap") or {}
+    if heap:
+        lines += ["", "| segment stage, Python heap (MiB) | " + " | ".join(f"n = {n:,}" for n in heap)
+                  + (" | growth per image (B) |" if len(heap) >= 2 else " |"),
+                  "|---|" + "---:|" * (len(heap) + (len(heap) >= 2))]
+        lo, hi = min(heap), max(heap)
+        for key, name in HEAP_PARTS:
+            cells = " | ".join(f"{heap[n][key] / 2**20:,.1f}" for n in heap)
+            growth = f" | {(heap[hi][key] - heap[lo][key]) / (hi - lo):,.0f} |" if len(heap) >= 2 else " |"
+            lines.append(f"| {name} | {cells}{growth}")
     return "\n".join(lines)
 
 
@@ -121,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="2000,20000", help="n for the --no-heml scans (comma-separated)")
     ap.add_argument("--heml-sizes", default="2000,8000", help="n for the HEML scans; '' skips them")
+    ap.add_argument("--heap-sizes", default="", help="n for the segment stage's Python heap (e.g. 2000,20000)")
     ap.add_argument("--epochs-scale", type=float, default=0.05, help="HEML epochs multiplier (time only)")
     ap.add_argument("--repeat", type=int, default=1, help="scans per (mode, n); the median is reported")
     ap.add_argument("--work", type=Path, default=None, help="folder for datasets and workspaces (default: a temp dir)")
@@ -130,12 +197,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     heml_sizes = [int(s) for s in args.heml_sizes.split(",") if s]
+    heap_sizes = [int(s) for s in args.heap_sizes.split(",") if s]
     if args.quick:
         sizes, heml_sizes = [200, 2000], []
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_memory-"))
     work.mkdir(parents=True, exist_ok=True)
     result = run(sizes=sizes, heml_sizes=heml_sizes, epochs_scale=args.epochs_scale, repeat=max(1, args.repeat),
-                 work=work, report=args.report)
+                 work=work, report=args.report, heap_sizes=heap_sizes)
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), "utf-8")

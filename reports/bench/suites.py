@@ -236,8 +236,9 @@ def heml(ctx: Context) -> dict:
     figures, ratios, facts = [], [], []
     runs: dict[str, list[dict]] = {}
     walls = {}
-    for mode in ("sequential", "concurrent"):
-        spec = {**base, "data": str(clean), "concurrent": mode == "concurrent", "baseline": False}
+    for mode in ("sequential", "in-process", "concurrent"):
+        spec = {**base, "data": str(clean), "concurrent": mode == "concurrent", "baseline": False,
+                "n_jobs": 1 if mode == "in-process" else None}
         runs[mode] = [bench_heml.run_worker(spec) for _ in range(ctx.repeat)]
         walls[mode] = figure(f"tree fit wall time, {mode}", [r["wall_s"] for r in runs[mode]], unit="s", n=n)
         figures += [walls[mode],
@@ -246,6 +247,8 @@ def heml(ctx: Context) -> dict:
                            unit="images/s", n=n)]
     ratios.append(ratio("concurrent speed-up (sequential / concurrent wall time)", walls["sequential"],
                         walls["concurrent"]))
+    ratios.append(ratio("level workers speed-up (in-process / sequential wall time)", walls["in-process"],
+                        walls["sequential"]))
     bench_heml.make_data(planted, n=n, size=size, seed=0, plant=bench_heml.PLANT)
     plant = bench_heml.run_worker({**base, "data": str(planted), "concurrent": False, "baseline": False})
     first = runs["sequential"][0]

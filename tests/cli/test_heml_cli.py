@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-import yaml
 from click.testing import CliRunner
 
 from biasaudit.cli import main
-from biasaudit.data.synth import SynthFacesConfig, write_synthfaces
 
 RECIPE = {
     "schema": "celebamask-hq",
@@ -23,19 +20,8 @@ RECIPE = {
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("heml_cli")
-    data = write_synthfaces(root / "faces", SynthFacesConfig(n=96, seed=2, size=64,
-                                                              plants=("Smiling:Blond_Hair=0.95",)))
-    recipe = root / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(RECIPE))
-    ws = root / "ws"
-    result = CliRunner().invoke(main, ["-q", "heml", str(data), "--out", str(ws), "--label", "Smiling",
-                                       "--recipe", str(recipe), "--device", "cpu", "--seed", "1"])
-    torch.set_num_threads(threads)
-    return data, ws, result
+def trained(train_heml_cli):
+    return train_heml_cli("heml_cli", RECIPE, seed=1, data_seed=2, plants=("Smiling:Blond_Hair=0.95",))
 
 
 def test_heml_trains_every_node_and_writes_metrics_and_tree(trained):

@@ -8,6 +8,7 @@ import io
 import os
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from biasaudit.core.errors import DatasetError
 from biasaudit.core.schema import Schema, load_schema
-from biasaudit.data.dataset import MaskRef, Problem, Sample
+from biasaudit.data.dataset import MaskRef, Problem, Sample, SampleList
 from biasaudit.data.images import IMAGE_EXTENSIONS, display_path
 
 # Columns the manifest owns; a label column with one of these names is renamed "label_<name>".
@@ -29,13 +30,16 @@ def walk_files(folder: Path) -> list[Path]:
 
     Folder symlinks are not followed, so a link cannot pull files from outside the dataset.
     """
-    out: list[Path] = []
+    return list(iter_files(folder))
+
+
+def iter_files(folder: Path) -> Iterator[Path]:
+    """:func:`walk_files` one file at a time (one folder's names held, not the tree's)."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
-                out.append(Path(dirpath) / name)
-    return out
+                yield Path(dirpath) / name
 
 
 def is_utf8(text: str) -> bool:
@@ -52,19 +56,21 @@ def rel_posix(path: Path, base: Path) -> str:
 
 @dataclass(frozen=True)
 class ScannedImages:
-    samples: list[Sample]
+    samples: SampleList
     problems: list[Problem]
 
 
 def scan_images(
-    folder: Path, *, root: Path, id_base: Path | None = None, files: list[Path] | None = None
+    folder: Path, *, root: Path, id_base: Path | None = None, files: Iterable[Path] | None = None
 ) -> ScannedImages:
     """Samples for every image under ``folder`` (or in ``files``; no masks yet) plus a
-    problem per file that cannot be one: wrong extension, or a name that is not UTF-8."""
+    problem per file that cannot be one: wrong extension, or a name that is not UTF-8.
+    The folder is walked as it is read and the samples are stored compactly
+    (:class:`SampleList`): no list of every file is built."""
     id_base = id_base or folder
-    samples: list[Sample] = []
+    samples = SampleList(root=root)
     problems: list[Problem] = []
-    for path in walk_files(folder) if files is None else files:
+    for path in iter_files(folder) if files is None else files:
         rel = display_path(rel_posix(path, id_base))
         shown = display_path(rel_posix(path, root))
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -190,21 +196,22 @@ def attach_labels(
         by_key[k] = s.image_id
         by_nfc.setdefault(unicodedata.normalize("NFC", k), s.image_id)
     problems: list[Problem] = []
-    rows: dict[str, dict] = {}
+    # label key → position of its row in `table`: the values are taken column by column at
+    # the end, so no dict of values is built per row
+    rows: dict[str, int] = {}
     first_line: dict[str, int] = {}
     dup_lines: dict[str, list[int]] = {}
     label_cols = [c for c in table.columns if c not in (id_column, "_line")]
     unmatched: list[str] = []
-    for rec in table.to_dict("records"):
-        entry = str(rec[id_column])
-        line = int(rec["_line"])
-        values = {c: rec[c] for c in label_cols}
+    for pos, (raw_entry, raw_line) in enumerate(zip(table[id_column], table["_line"], strict=True)):
+        entry = str(raw_entry)
+        line = int(raw_line)
         if escapes_root(entry):
             problems.append(Problem(entry, source, (
                 f"line {line} names '{entry}', a path outside the image folder; ids must be paths "
                 f"relative to the image folder. The file was not opened; fix or delete the row."
             )))
-            rows.setdefault(entry, values)
+            rows.setdefault(entry, pos)
             continue
         image_id = by_key.get(entry) or by_nfc.get(unicodedata.normalize("NFC", entry))
         if image_id is None:
@@ -221,13 +228,13 @@ def attach_labels(
             problems.append(Problem(entry, source, (
                 f"line {line} names '{entry}' but no such image exists{hint}; add the image or delete the row."
             )))
-            rows.setdefault(entry, values)
+            rows.setdefault(entry, pos)
             continue
         if image_id in first_line:
             dup_lines.setdefault(image_id, [first_line[image_id]]).append(line)
             continue
         first_line[image_id] = line
-        rows[image_id] = values
+        rows[image_id] = pos
     for image_id, lines in dup_lines.items():
         problems.append(Problem(image_id, source, (
             f"{source} lists this image {len(lines)} times (lines {', '.join(map(str, lines))}); "
@@ -244,73 +251,99 @@ def attach_labels(
             f"{'are' if len(unmatched) != 1 else 'is'} not in this copy ({shown}); "
             f"{'their rows are' if len(unmatched) != 1 else 'its row is'} ignored"
         ), fatal=False))
-    labels = pd.DataFrame.from_dict(rows, orient="index", columns=label_cols)
+    labels = _rows_frame(table, rows, label_cols)
     labels.index.name = "image"
     labels = labels.rename(columns={c: f"label_{c}" for c in label_cols if c in MANIFEST_COLUMNS})
     return labels, problems
 
 
+def _rows_frame(table: pd.DataFrame, rows: dict[str, int], label_cols: list[str]) -> pd.DataFrame:
+    """The rows at the positions in ``rows`` (indexed by its keys), typed as
+    ``DataFrame.from_dict`` types the rows' values (Python scalars, as ``to_dict`` gives
+    them), built one column at a time."""
+    if not rows:
+        return pd.DataFrame.from_dict({}, orient="index", columns=label_cols)
+    positions = list(rows.values())
+    data = {}
+    for c in label_cols:
+        values = table[c].tolist()
+        data[c] = [values[k] for k in positions]
+        del values
+    return pd.DataFrame(data, index=list(rows.keys()), columns=label_cols)
+
+
 def masks_for(
-    samples: list[Sample],
+    samples: Iterable[Sample],
     mask_root: Path,
     *,
     root: Path,
     id_base: Path,
     suffix: str = ".png",
-) -> tuple[dict[str, Path], list[Problem]]:
+) -> tuple[dict[str, str], list[Problem]]:
     """Pair each sample with ``mask_root/<same relative path, suffix>``; report images
-    without a mask and mask files without an image."""
-    wanted: dict[str, str] = {}
-    claimants: dict[str, list[str]] = {}
+    without a mask and mask files without an image. Returns image id → mask path (as
+    text: ``Path(text)`` is the file walked) and the problems."""
+    def mask_name(s: Sample) -> str:
+        return Path(s.image_path).relative_to(id_base).with_suffix(suffix).as_posix()
+
+    wanted: dict[str, str] = {}  # mask name → the one image that claims it
+    shared: dict[str, list[str]] = {}  # mask name → the images, when several claim it
     for s in samples:
-        rel = Path(s.image_path).relative_to(id_base).with_suffix(suffix).as_posix()
-        wanted[rel] = s.image_id
-        claimants.setdefault(rel, []).append(s.image_id)
-    found: dict[str, Path] = {}
+        rel = mask_name(s)
+        if rel in shared:
+            shared[rel].append(s.image_id)
+        elif rel in wanted:
+            shared[rel] = [wanted.pop(rel), s.image_id]
+        else:
+            wanted[rel] = s.image_id
+    found: dict[str, str] = {}
     problems: list[Problem] = []
     mask_dir = display_path(rel_posix(mask_root, root))
-    for rel, ids in claimants.items():
-        if len(ids) > 1:
+    if shared:
+        # reported in the order of each name's first image
+        first = [rel for rel in dict.fromkeys(mask_name(s) for s in samples) if rel in shared]
+        for rel in first:
+            ids = shared[rel]
             # images/a.jpg and images/a.png would share masks/a.png: neither can be trusted.
             for image_id in ids:
-                wanted.pop(rel, None)
                 others = ", ".join(i for i in ids if i != image_id)
                 problems.append(Problem(image_id, image_id, (
                     f"shares its mask name {mask_dir}/{display_path(rel)} with {others}; images that differ "
                     f"only by extension cannot be told apart by their masks. Rename one of them."
                 )))
     if mask_root.is_dir():
-        for path in walk_files(mask_root):
+        for path in iter_files(mask_root):
             rel = rel_posix(path, mask_root)
             if rel in wanted:
-                found[wanted[rel]] = path
+                found[wanted[rel]] = str(path)
             else:
                 shown = display_path(rel_posix(path, root))
-                if rel in claimants:
+                if rel in shared:
                     continue  # claimed by several images; reported above
                 problems.append(Problem(shown, shown, (
                     "is a mask without an image (no image with the same relative path and an image "
                     "extension); add the image or remove the mask."
                 )))
     for s in samples:
-        if s.image_id not in found and len(claimants[Path(s.image_path).relative_to(id_base).with_suffix(suffix).as_posix()]) == 1:
-            rel = Path(s.image_path).relative_to(id_base).with_suffix(suffix).as_posix()
-            problems.append(Problem(s.image_id, display_path(rel_posix(s.image_path, root)), (
-                f"has no mask: expected {mask_dir}/{display_path(rel)} because this dataset gives "
-                f"masks; add it or remove the image."
-            )))
+        if s.image_id not in found:
+            rel = mask_name(s)
+            if rel not in shared:
+                problems.append(Problem(s.image_id, display_path(rel_posix(s.image_path, root)), (
+                    f"has no mask: expected {mask_dir}/{display_path(rel)} because this dataset gives "
+                    f"masks; add it or remove the image."
+                )))
     return found, problems
 
 
 def with_label_maps(
-    samples: list[Sample], mask_root: Path, *, root: Path, id_base: Path,
-) -> tuple[list[Sample], list[Problem]]:
+    samples: Sequence[Sample], mask_root: Path, *, root: Path, id_base: Path,
+) -> tuple[SampleList, list[Problem]]:
     """``samples`` with a label-map :class:`MaskRef` wherever :func:`masks_for` found
     ``mask_root/<same relative path>.png``, and the problems it reported."""
     found, problems = masks_for(samples, mask_root, root=root, id_base=id_base)
-    paired = [
-        dataclasses.replace(s, mask=MaskRef(kind="label_map", path=found[s.image_id]))
+    paired = SampleList((
+        dataclasses.replace(s, mask=MaskRef(kind="label_map", path=Path(found[s.image_id])))
         if s.image_id in found else s
         for s in samples
-    ]
+    ), root=root)
     return paired, problems

@@ -39,7 +39,7 @@ from biasaudit.data.adapters._common import (
     walk_files,
     with_label_maps,
 )
-from biasaudit.data.dataset import Dataset, MaskRef, Problem, Sample
+from biasaudit.data.dataset import Dataset, MaskRef, Problem, SampleList
 from biasaudit.data.images import display_path
 
 NAME = "ade20k"
@@ -120,7 +120,7 @@ def _open_full(root: Path, base: Path, schema: Schema) -> Dataset:
     files = [p for p in walk_files(base) if not _is_annotation(p, base)]
     scanned = scan_images(base, root=root, files=files)
     problems = list(scanned.problems)
-    samples: list[Sample] = []
+    samples = SampleList(root=root)
     labels: dict[str, dict] = {}
     for s in scanned.samples:
         stem = s.image_path.with_suffix("")

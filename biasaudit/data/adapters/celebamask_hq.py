@@ -24,13 +24,13 @@ import pandas as pd
 from biasaudit.core.errors import DatasetError
 from biasaudit.data.adapters._common import (
     attach_labels,
+    iter_files,
     read_table_text,
     rel_posix,
     resolve_schema,
     scan_images,
-    walk_files,
 )
-from biasaudit.data.dataset import Dataset, MaskRef, Problem
+from biasaudit.data.dataset import Dataset, MaskRef, Problem, SampleList
 from biasaudit.data.images import display_path
 
 NAME = "celebamask-hq"
@@ -92,10 +92,10 @@ def open_celebamask_hq(root: Path, *, schema=None) -> Dataset:
 
     number_of = {s.image_id: int(Path(s.image_id).stem) for s in samples if Path(s.image_id).stem.isdigit()}
     wanted = set(number_of.values())
-    parts: dict[int, dict[str, Path]] = {}
+    parts: dict[int, dict[str, str]] = {}  # paths as text: a Path object weighs several times more
     mask_root = base / MASK_DIR
     if mask_root.is_dir():
-        for path in walk_files(mask_root):
+        for path in iter_files(mask_root):
             m = _MASK_NAME.match(path.name)
             shown = display_path(rel_posix(path, root))
             if m is None or m.group(2) not in PART_ORDER:
@@ -108,8 +108,8 @@ def open_celebamask_hq(root: Path, *, schema=None) -> Dataset:
             if number not in wanted:
                 problems.append(Problem(shown, shown, f"is a part mask for image {number}.jpg, which is not in {IMAGE_DIR}/; add the image or remove the mask."))
                 continue
-            parts.setdefault(number, {})[m.group(2)] = path
-    out = []
+            parts.setdefault(number, {})[m.group(2)] = str(path)
+    out = SampleList(root=root)
     for s in samples:
         found = parts.get(number_of.get(s.image_id, -1))
         if not found:
@@ -119,7 +119,7 @@ def open_celebamask_hq(root: Path, *, schema=None) -> Dataset:
             )))
             out.append(s)
             continue
-        pairs = tuple((resolved.id_of(p), found[p]) for p in PART_ORDER if p in found)
+        pairs = tuple((resolved.id_of(p), Path(found[p])) for p in PART_ORDER if p in found)
         out.append(dataclasses.replace(s, mask=MaskRef(kind="part_masks", parts=pairs, scale=MASK_SCALE)))
 
     labels = pd.DataFrame(index=pd.Index([], name="image"))

@@ -20,7 +20,7 @@ import pandas as pd
 
 from biasaudit.core.errors import DatasetError
 from biasaudit.data.adapters._common import resolve_schema, scan_images, with_label_maps
-from biasaudit.data.dataset import Dataset
+from biasaudit.data.dataset import Dataset, SampleList
 
 NAME = "lip"
 SPLITS = ("train", "val")
@@ -71,7 +71,7 @@ def open_lip(root: Path, *, schema=None) -> Dataset:
             f"TrainVal_images/val_images/ (or train_images/ beside train_segmentations/)."
         )
     resolved = resolve_schema(schema, default=NAME, root=root)
-    samples, problems, split_of = [], [], {}
+    samples, problems, split_of = SampleList(root=root), [], {}
     for split, image_dir, ann_dir in pairs:
         # Ids keep the split folder so train and val files with the same name stay distinct.
         scanned = scan_images(image_dir, root=root, id_base=image_dir.parent)

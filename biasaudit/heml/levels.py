@@ -2,12 +2,13 @@
 
 A node reads only its children, which the level below trained, so the nodes of a level
 are independent. On a CPU the small node models (32–48 px crops, batch 64) keep two
-torch threads busy only part of the time: two leaves trained one after the other on two
-threads took 26.6 s, the same two on one thread each in two processes 18.0 s (SynthFaces
-2,000 × 128, self-supervised, `reports/benchmarks.md`, HEML v2, session 6). So a fit on
-the CPU trains each level's nodes in worker processes with ``threads // workers`` torch
-threads each (:func:`plan_level`); levels with a single node (the face, the head, the
-root) train in this process on every thread.
+torch threads busy only part of the time: the 11 leaves of the default face tree trained
+in 138.8 s in this process on two threads and in 96.1 s in two one-thread workers (medians
+of 3, SynthFaces 2,000 × 128, self-supervised; `reports/benchmarks.md`, HEML v2, session
+6; the whole default scan: 0.91×, since the upper levels gain little). So a fit on the CPU
+trains each level's nodes in worker processes with ``threads // workers`` torch threads
+each (:func:`plan_level`); levels with a single node (the face, the head, the root) train
+in this process on every thread.
 
 Workers are forked from this process at each level: they see the fitted children, the
 images and the part maps without copying them, run exactly :meth:`HEML._fit_group`, and
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from biasaudit.core.errors import ValidationError
+from biasaudit.core.errors import BiasauditError, ValidationError
 
 #: Below this many images in the fit, a level trains in this process: forking and sending
 #: the trained models back cost about a second per level, more than a tiny level takes.
@@ -136,22 +137,29 @@ def fit_level_in_workers(heml, groups: list[list[str]], plan: LevelPlan, fit_arg
     """Train ``groups`` (one tree level) in ``plan.workers`` forked processes and merge
     them into ``heml`` in the level's order; ``on_group(group)`` runs after each merge."""
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from biasaudit.core.progress import progress
 
+    names = [name for group in groups for name in group]
     _LEVEL.update(heml=heml, fit_args=fit_args)
     try:
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=plan.workers, mp_context=ctx, initializer=_start_worker,
                                  initargs=(plan.threads,)) as pool:
             futures = [pool.submit(_fit_group_in_worker, group) for group in groups]
-            names = [name for group in groups for name in group]
             desc = f"HEML {len(names)} nodes on {plan.workers} workers"
             for group, future in progress(zip(groups, futures, strict=True), desc=desc, total=len(groups),
                                           unit="node"):
                 merge_group(heml, group, future.result())
                 if on_group is not None:
                     on_group(group)
+    except BrokenProcessPool as err:
+        raise BiasauditError(
+            f"A HEML worker process training {', '.join(names)} stopped without a result (killed, most "
+            f"often for lack of memory: each of the {plan.workers} workers holds its nodes' crops). "
+            f"Train every node in this process instead: BIASAUDIT_THREADS=1 for the CLI, or HEML(n_jobs=1)."
+        ) from err
     finally:
         _LEVEL.clear()
 

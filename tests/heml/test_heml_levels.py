@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from heml_fixtures import TREE
 
-from biasaudit.core.errors import ValidationError
+from biasaudit.core.errors import BiasauditError, ValidationError
 from biasaudit.heml import HEML, load_recipe
 from biasaudit.heml.levels import MIN_PARALLEL_IMAGES, LevelPlan, fork_available, plan_level
 
@@ -74,3 +76,15 @@ def test_dgml_parents_trained_in_workers_keep_their_attention_prior(faces):
     a, b = here.embed(images, maps), there.embed(images, maps)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+
+
+def _killed(group):
+    os._exit(9)  # what the kernel's out-of-memory killer leaves: no result, no exception
+
+
+@pytest.mark.skipif(not fork_available(), reason="workers are forked (Linux only)")
+def test_a_worker_that_dies_names_the_nodes_and_the_fix(faces, monkeypatch):
+    images, maps, y = faces
+    monkeypatch.setattr("biasaudit.heml.levels._fit_group_in_worker", _killed)
+    with pytest.raises(BiasauditError, match=r"mouth, hair, ear.*n_jobs=1"):
+        HEML(tree=load_recipe(TREE), device="cpu", seed=0, n_jobs=2).fit(images, maps, y)

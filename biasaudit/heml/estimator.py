@@ -261,7 +261,6 @@ class HEML:
         if self.baseline:
             self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
         del self._all_emb
-        self.__dict__.pop("_prior_input", None)  # the last DGML parent's prior rows: fit-time only
         return self
 
     def _level_plan(self, n_groups: int, n_images: int) -> LevelPlan:
@@ -426,6 +425,7 @@ class HEML:
             self.losses_[name] = bundle.loss.to("cpu")
             self.metrics_[name] = metrics
             self.history_[name] = history[j]
+            self.__dict__.get("_prior_input", {}).pop(name, None)  # only the node being trained needs it
 
     def _init_from_children(self, name: str, model: NodeModel, bundle: LossBundle) -> dict[str, Any]:
         node = self.tree_.nodes[name]
@@ -498,11 +498,17 @@ class HEML:
 
     def _attach_prior(self, name: str, model: NodeModel, label_maps: np.ndarray) -> None:
         """Every image's attention prior for a DGML parent that has one, read after its
-        children's embeddings by :meth:`_children_input` (only the node being trained)."""
+        children's embeddings by :meth:`_children_input` while the node trains (dropped once
+        it is trained)."""
         from biasaudit.heml.dgml import prior_rows
 
         rows = prior_rows(self, label_maps, name, getattr(model, "attention_prior", None))
-        self._prior_input = {} if rows is None else {name: rows}
+        # keyed by node: every node of a group is prepared before any is trained
+        priors = self.__dict__.setdefault("_prior_input", {})
+        if rows is None:
+            priors.pop(name, None)
+        else:
+            priors[name] = rows
 
     def _fusion_weights(self, kids: list[str], average_weights: list[float]) -> list[float]:
         if self.fusion_init == "area":

@@ -11,6 +11,7 @@ import click
 
 from biasaudit import __version__
 from biasaudit.core.errors import BiasauditError
+from biasaudit.core.threads import keep_freed_heap
 
 # (module, command attribute); each module under biasaudit/cli/ defines one command.
 COMMANDS: list[tuple[str, str]] = [
@@ -52,6 +53,7 @@ def main(quiet: bool) -> None:
     """
     if quiet:
         os.environ["BIASAUDIT_PROGRESS"] = "0"
+    keep_freed_heap()  # every command that runs torch on the CPU allocates and frees per batch
 
 
 for _module, _attr in COMMANDS:

@@ -45,8 +45,9 @@ from torch import nn
 from biasaudit.core.engine import current_engine
 from biasaudit.core.errors import NotFittedError, ValidationError
 from biasaudit.core.io import kill_point
+from biasaudit.core.threads import keep_freed_heap
 from biasaudit.heml.inputs import NodeInputs, check_arrays, node_inputs, whole_image_inputs
-from biasaudit.heml.levels import LevelPlan, check_n_jobs, fit_level_in_workers, plan_level
+from biasaudit.heml.levels import LevelPlan, check_n_jobs, fit_in_workers, plan_level
 from biasaudit.heml.losses import LOSSES, LossBundle, build_loss
 from biasaudit.heml.quality import retrieval_metrics
 from biasaudit.heml.training import (
@@ -215,6 +216,7 @@ class HEML:
         if float(self.resolution_scale) != 1.0:
             tree = tree.scaled_resolution(float(self.resolution_scale))
         setup = resolve_device(self.device)
+        keep_freed_heap()  # every training step frees what the next allocates (biasaudit.core.threads)
         n = len(images)
         y_codes, usable, classes = self._encode_labels(y, n)
         train_idx, test_idx = self._split(y_codes, usable)
@@ -240,6 +242,7 @@ class HEML:
 
             ray_levels = RayLevels(self, images, label_maps, y_codes, train_mask, test_mask)
         fit_args = (images, label_maps, y_codes, train_mask, test_mask, setup)
+        levels = []  # (groups, plan), bottom-up
         for level in tree.levels():
             groups = [[name] for name in level]
             if self.concurrent:
@@ -248,16 +251,18 @@ class HEML:
                     o = tree.nodes[name].options
                     keyed.setdefault((o.trunk, o.resolution, o.epochs), []).append(name)
                 groups = list(keyed.values())
-            plan = self._level_plan(len(groups), n)
-            if ray_levels is not None and len(groups) > 1:
-                ray_levels.fit(groups, threads=plan.threads)
-                continue
-            if plan.workers > 1:
-                fit_level_in_workers(self, groups, plan, fit_args, on_group=lambda _g: kill_point("heml-node"))
-                continue
-            for group in groups:
-                self._fit_group(group, *fit_args)
-                kill_point("heml-node")  # a test stops a scan here to check that it resumes
+            levels.append((groups, self._level_plan(len(groups), n)))
+        steps = [(group, plan) for groups, plan in levels for group in groups]
+        if ray_levels is None and any(plan.workers > 1 for _, plan in levels):
+            fit_in_workers(self, steps, fit_args, on_group=lambda _g: kill_point("heml-node"))
+        else:
+            for groups, plan in levels:
+                if ray_levels is not None and len(groups) > 1:
+                    ray_levels.fit(groups, threads=plan.threads)
+                    continue
+                for group in groups:
+                    self._fit_group(group, *fit_args)
+                    kill_point("heml-node")  # a test stops a scan here to check that it resumes
         if self.baseline:
             self._fit_baseline(images, y_codes, train_mask, test_mask, setup)
         del self._all_emb

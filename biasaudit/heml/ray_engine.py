@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from biasaudit.core.threads import keep_freed_heap
+
 
 class RayLevels:
     """Trains the groups of one tree level as parallel Ray tasks and merges the results
@@ -70,17 +72,16 @@ def _fit_group_task(params: dict[str, Any], state: dict[str, Any], group: list[s
     import torch
 
     from biasaudit.heml.estimator import HEML
-    from biasaudit.heml.levels import group_result
+    from biasaudit.heml.levels import group_result, install_state
     from biasaudit.heml.training import resolve_device
 
     # the local fit's thread count: CPU reductions are summed in per-thread chunks, so the
     # same count gives the same bits
     torch.set_num_threads(threads)
+    keep_freed_heap()  # the local fit's heap settings (see biasaudit.core.threads)
     heml = HEML(**params)
-    heml.tree_, heml.classes_ = state["tree"], state["classes"]
-    heml.models_, heml.losses_ = dict(state["models"]), dict(state["losses"])
-    heml.metrics_, heml.history_ = dict(state["metrics"]), dict(state["history"])
-    heml.area_, heml._all_emb = dict(state["area"]), dict(state["emb"])
+    heml.models_, heml.losses_, heml.metrics_, heml.history_, heml.area_, heml._all_emb = {}, {}, {}, {}, {}, {}
+    install_state(heml, state)
     heml._frozen_trunks = {}
     setup = resolve_device(heml.device)
     heml.device_ = str(setup.device)
@@ -149,6 +150,7 @@ class _EmbedActor:
 
 
         torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
+        keep_freed_heap()
         self.heml, self.images, maps = ray.get(refs)
         self.maps = np.asarray(maps).astype(maps_dtype)
         self.nodes, self.batch_size = nodes, batch_size
@@ -227,6 +229,7 @@ class _WorkspaceEmbedActor:
 
 
         torch.set_num_threads(threads)  # the driver's: same count, same bits (see _fit_group_task)
+        keep_freed_heap()
         self.heml = ray.get(heml_ref)
         self.ws_root, self.image_size, self.nodes, self.batch_size = ws_root, image_size, nodes, batch_size
         self.setup, self.needed = _models_on_device(self.heml, nodes)

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from biasaudit.core.errors import DatasetError, ValidationError
-from biasaudit.core.io import atomic_path, write_json_atomic, write_parquet_atomic
+from biasaudit.core.io import (
+    atomic_path,
+    release_freed_memory,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from biasaudit.core.workspace import Workspace
 from biasaudit.data import BASE_COLUMNS
 
@@ -138,6 +143,7 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
                                                   "n_images": len(ids), "n_train_images": len(rows),
                                                   "max_train_images": heml.max_train_images, "label": column})
     if embed:
+        release_freed_memory()  # the training arrays, and the steps' blocks a kept heap holds
         embed_workspace(ws.root, heml, ids, image_size=image_size)
     return heml
 

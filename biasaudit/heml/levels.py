@@ -177,8 +177,9 @@ def fit_in_workers(heml, steps: list[tuple[list[str], LevelPlan]], fit_args: tup
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_start_worker) as pool:
             groups = _train_when_ready(heml, steps, fit_args, pool, workers, trained)
-            desc = f"HEML {sum(len(g) for g, _ in steps)} nodes, {workers} workers"
-            for group in progress(groups, desc=desc, total=len(steps), unit="node"):
+            unit = "node" if all(len(g) == 1 for g, _ in steps) else "group"
+            desc = f"HEML tree on {workers} workers"
+            for group in progress(groups, desc=desc, total=len(steps), unit=unit):
                 if on_group is not None:
                     on_group(group)
     except BrokenProcessPool as err:
@@ -212,7 +213,8 @@ def _train_when_ready(heml, steps, fit_args, pool, workers: int, trained: set[st
             if len(running) >= workers or in_use + step[1].threads > budget:
                 break
             pending.remove(step)
-            running[pool.submit(_fit_group_in_worker, step[0], step[1].threads, group_state(heml, step[0], tree=False))] = step
+            state = group_state(heml, step[0], tree=False)
+            running[pool.submit(_fit_group_in_worker, step[0], step[1].threads, state)] = step
         if running:  # a group for this process takes every thread: it waits for the workers
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in sorted(finished, key=lambda f: steps.index(running[f])):

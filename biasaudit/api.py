@@ -53,10 +53,12 @@ def synth_faces(out: str | Path, *, n: int, seed: int = 0, plant: str | Sequence
 def scan(data: str | Path, *, out: str | Path, labels: str | Sequence[str] = (),
          sensitive: str | Sequence[str] = (), causal: str | Sequence[str] = (), heml: bool = True,
          segmenter: str = "auto", schema: str | None = None, layout: str = "auto", recipe: str | None = None,
-         device: str = "auto", seed: int = 0, epochs_scale: float = 1.0, log=None, **options: Any):
+         device: str = "auto", seed: int = 0, epochs_scale: float | None = None, log=None, **options: Any):
     """Audit ``data`` into workspace ``out`` (``biasaudit scan``); returns a ``ScanResult``.
 
-    ``labels``/``sensitive``/``causal`` take one name, a comma-separated string or a list.
+    ``labels``/``sensitive``/``causal`` take one name, a comma-separated string or a list;
+    ``epochs_scale`` None trains HEML for the scan's default share of the recipe's epochs
+    (:data:`biasaudit.audit.scan.SCAN_EPOCHS_SCALE`).
     """
     from biasaudit.audit.scan import run_scan
 

@@ -38,6 +38,8 @@ def heml(data: Path, out: Path, label: str, embedder: str, recipe: str | None, s
     Writes WS/models/<node>/ (weights, config.json, metrics.json with P@1 and MAP@R on a
     held-out split and the chance level), WS/models/tree.json and WS/embeddings/.
     `biasaudit explain A B --workspace WS` then shows where two images differ.
+    P@1 counts ties: neighbours a float32 similarity cannot tell apart share the hit, so
+    a node whose embedding carries no label reads its chance level.
 
     \b
     Examples:

@@ -42,8 +42,12 @@ def _split_parts(ctx, param, value: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--heml/--no-heml", default=True, show_default=True,
               help="Train HEML embeddings (appearance clusters, shortcut probes); --no-heml audits mask "
                    "statistics only, in seconds.")
-@click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="Multiply every HEML node's epochs (GPU users turn it up).")
+# the same number as biasaudit.audit.scan.SCAN_EPOCHS_SCALE (a test checks it); importing
+# the audit here would slow every command's --help
+@click.option("--epochs-scale", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
+              help="Multiply every HEML node's recipe epochs. A self-supervised epoch shows each image "
+                   "twice, so 0.5 trains a node on as many views as the recipe's epochs do under "
+                   "`biasaudit heml`; raise it on a GPU.")
 @click.option("--heml-max-images", type=click.IntRange(min=0), default=2000, show_default=True, metavar="N",
               help="HEML trains on a fixed sample of at most N images, so memory does not grow with the "
                    "dataset; every image is still embedded and audited. 0: train on all.")

@@ -1,13 +1,23 @@
-"""Retrieval quality of a node's embeddings: Precision@1 and MAP@R (pml AccuracyCalculator).
+"""Retrieval quality of a node's embeddings: Precision@1 and MAP@R.
 
-Every held-out embedding queries all the others (leave-one-out). The k-NN search ranks by
-float64 similarity where float32 cannot (:func:`knn_float64`), so faiss stays optional and the ranking does not depend on
-rounding: a node whose pixels carry no label learns a collapsed embedding (on SynthFaces
-every test pair of such a node has cosine > 0.996, and the gap between a query's first
-and second neighbour is 10⁻⁸ to 10⁻⁷, at float32's resolution). In float32, which
-neighbour comes first there was decided by rounding and batching (pml's batched search
-and a dense product disagreed by up to 0.03 in P@1 on the same embeddings), and a parent
-that carries its child's embedding forward could score differently from that child.
+Every held-out embedding queries all the others (leave-one-out). A node whose pixels
+carry no label learns a collapsed embedding: on SynthFaces every test pair of such a node
+has cosine > 0.996, and a query's first and second neighbours differ by 10⁻⁹ to 10⁻⁷ in
+cosine, far below what a float32 similarity can resolve (D·ε₃₂ ≈ 1.5·10⁻⁵ for D = 128).
+The model computes its loss in float32, so it cannot have learned an order among such
+neighbours: which one comes first is a side effect of the input, not of the metric.
+
+- **P@1 counts ties** (:func:`nearest_hits`). Neighbours whose similarity to the query lies
+  within D·ε₃₂ of the nearest one are tied, and the query scores the share of its tied
+  neighbours that have its label: the expected P@1 when ties are broken at random. A
+  collapsed node then measures its chance level (±0.003 at 600 rows) instead of a draw
+  from the ranking of its residue (±0.025). Ranking such a node exactly in float64
+  (this module's previous rule) gave Smiling `neck+cloth` 0.483 against `neck` 0.525 with
+  both at chance; counting ties gives 0.499 and 0.499 (reports/benchmarks.md, HEML v2,
+  session 8). A node that separates its classes is unchanged (mouth 0.997 either way).
+- **MAP@R** is pytorch-metric-learning's, over neighbours ranked by float64 similarity
+  where float32 cannot order them (:func:`knn_float64`), so it does not depend on the
+  search's rounding.
 
 >>> import torch
 >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -21,8 +31,9 @@ import numpy as np
 
 
 def retrieval_metrics(embeddings, labels: np.ndarray) -> dict[str, float]:
-    """``precision_at_1``, ``map_at_r`` and ``chance_p_at_1`` (Σ class share², the P@1 of
-    embeddings that carry no label information) for ``embeddings`` with ``labels``."""
+    """``precision_at_1`` (ties counted, :func:`nearest_hits`), ``map_at_r`` and
+    ``chance_p_at_1`` (Σ class share², the P@1 of embeddings that carry no label
+    information) for ``embeddings`` with ``labels``."""
     import torch
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -32,15 +43,11 @@ def retrieval_metrics(embeddings, labels: np.ndarray) -> dict[str, float]:
     chance = float(((counts / counts.sum()) ** 2).sum()) if counts.size else float("nan")
     if len(labels) < 2 or counts.max() < 2:
         return {"precision_at_1": float("nan"), "map_at_r": float("nan"), "chance_p_at_1": chance}
-    calc = AccuracyCalculator(
-        include=("precision_at_1", "mean_average_precision_at_r"),
-        k="max_bin_count",
-        knn_func=knn_float64,
-    )
+    calc = AccuracyCalculator(include=("mean_average_precision_at_r",), k="max_bin_count", knn_func=knn_float64)
     lab = torch.as_tensor(labels)
     res = calc.get_accuracy(emb, lab, emb, lab, ref_includes_query=True)
     return {
-        "precision_at_1": float(res["precision_at_1"]),
+        "precision_at_1": float(nearest_hits(emb, labels).mean()),
         "map_at_r": float(res["mean_average_precision_at_r"]),
         "chance_p_at_1": chance,
     }
@@ -80,18 +87,36 @@ def knn_float64(query, k: int, reference, ref_includes_query: bool = False, *, c
     return return_results(torch.cat(dist), torch.cat(idx), ref_includes_query)
 
 
-def nearest_hits(embeddings, labels: np.ndarray) -> np.ndarray:
-    """Per query, 1.0 when its nearest other embedding (cosine, float64) has its label, else
-    0.0: leave-one-out Precision@1 is the mean. Paired comparisons of two embeddings of the
-    same rows (``HEML._validate``) use the per-query values.
+def nearest_hits(embeddings, labels: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
+    """Per query, the share of its nearest other embeddings that have its label: 1.0 or 0.0
+    when one is nearest, a fraction when several lie within D·ε₃₂ of the nearest in cosine
+    (tied, see the module doc). Leave-one-out Precision@1 is the mean; paired comparisons
+    of two embeddings of the same rows (``HEML._validate``) use the per-query values.
+    Similarities are float64, ``chunk`` queries at a time.
 
     >>> import torch
     >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]])
     >>> nearest_hits(emb, np.array([0, 1, 1, 1])).tolist()
     [0.0, 0.0, 1.0, 1.0]
+    >>> nearest_hits(torch.ones(4, 2), np.array([0, 0, 1, 1])).tolist()  # all tied
+    [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333]
     """
+    import torch
+    from torch.nn import functional as F
+
     labels = np.asarray(labels)
-    if len(labels) < 2:
-        return np.zeros(len(labels))
-    _, idx = knn_float64(embeddings, 1, embeddings, ref_includes_query=True)
-    return (labels[idx[:, 0].numpy()] == labels).astype(float)
+    n = len(labels)
+    if n < 2:
+        return np.zeros(n)
+    codes = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1))
+    emb = F.normalize(torch.as_tensor(embeddings).double(), dim=1)
+    tol = emb.shape[1] * torch.finfo(torch.float32).eps
+    out = np.empty(n)
+    for lo in range(0, n, chunk):
+        sim = emb[lo : lo + chunk] @ emb.T
+        rows = torch.arange(len(sim))
+        sim[rows, lo + rows] = -torch.inf  # leave the query out
+        tied = sim >= sim.max(dim=1, keepdim=True).values - tol
+        same = codes[None, :] == codes[lo : lo + chunk, None]
+        out[lo : lo + chunk] = ((tied & same).sum(1).double() / tied.sum(1)).numpy()
+    return out

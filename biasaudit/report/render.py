@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from biasaudit import __version__
+from biasaudit.audit.scan import SCAN_EPOCHS_SCALE
 from biasaudit.core.io import write_text_atomic
 from biasaudit.core.workspace import Workspace
 from biasaudit.report import heml_view, svg, tables
@@ -541,7 +542,7 @@ class _Context:
             scan += ["--causal", ",".join(str(c) for c in s["causal"])]
         for opt, key, default in (("--segmenter", "segmenter", "auto"), ("--schema", "schema", None),
                                   ("--layout", "layout", "auto"), ("--recipe", "recipe", None),
-                                  ("--seed", "seed", 0), ("--epochs-scale", "epochs_scale", 1.0)):
+                                  ("--seed", "seed", 0), ("--epochs-scale", "epochs_scale", SCAN_EPOCHS_SCALE)):
             if s.get(key, default) not in (default, None):
                 scan += [opt, str(s[key])]
         if s.get("heml") is False:

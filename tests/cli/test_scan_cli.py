@@ -186,3 +186,17 @@ def test_help_documents_the_ranking(runner):
     result = runner.invoke(main, ["scan", "--help"])
     assert "How findings are ranked" in result.output and "even share" in result.output
     assert "--reference" in result.output
+
+
+def test_the_cli_and_the_library_train_the_scan_for_the_same_epochs():
+    # the CLI states its default as a number (importing the audit would slow every --help);
+    # a scan from the CLI, from biasaudit.scan and from run_scan must train alike
+    import inspect
+
+    from biasaudit.audit.scan import SCAN_EPOCHS_SCALE, ScanSettings, run_scan
+    from biasaudit.cli.scan import scan
+
+    option = next(p for p in scan.params if p.name == "epochs_scale")
+    assert option.default == SCAN_EPOCHS_SCALE == ScanSettings().epochs_scale
+    assert inspect.signature(run_scan).parameters["epochs_scale"].default is None
+    assert f"{SCAN_EPOCHS_SCALE:g} trains a node" in option.help

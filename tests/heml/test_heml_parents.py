@@ -152,10 +152,10 @@ def test_a_parents_own_pixels_learn_the_label_too(bars):
     assert not heml.models_["image"].keep_own  # nothing is kept once training is over
 
 
-def test_retrieval_ranks_a_collapsed_embedding_exactly():
+def test_a_collapsed_embedding_scores_its_chance_level_not_a_draw():
     # a node whose pixels carry no label learns near-identical embeddings (cosine > 0.996
-    # between any two on SynthFaces): float32 similarity cannot order their neighbours, so
-    # P@1 would follow rounding and a pass-through parent could score unlike its child
+    # between any two on SynthFaces): neighbours that float32 cannot tell apart are tied,
+    # so P@1 is the expected share of same-label neighbours, not whichever rounds first
     import torch
     from torch.nn import functional as F
 
@@ -169,12 +169,31 @@ def test_retrieval_ranks_a_collapsed_embedding_exactly():
     rough = emb @ emb.T
     rough.fill_diagonal_(-2.0)
     assert (rough.argmax(1) != exact.argmax(1)).sum() > 10  # float32 gets many neighbours wrong
-    _, idx = knn_float64(emb, 3, emb, ref_includes_query=True)
+    _, idx = knn_float64(emb, 3, emb, ref_includes_query=True)  # MAP@R's ranking: exact
     assert torch.equal(idx, exact.topk(3, dim=1).indices)
     labels = np.arange(300) % 2
     hits = nearest_hits(emb, labels)
     assert hits.mean() == pytest.approx(retrieval_metrics(emb, labels)["precision_at_1"])
-    assert np.array_equal(hits, (labels[exact.argmax(1).numpy()] == labels).astype(float))
+    assert np.allclose(hits, 149 / 299)  # every other row tied: 149 of 299 share the label
+    ranked = (labels[exact.argmax(1).numpy()] == labels).mean()
+    assert abs(ranked - 149 / 299) > 0.01  # what the exact ranking of the residue said instead
+
+
+def test_ties_are_only_neighbours_float32_cannot_tell_apart():
+    import torch
+    from torch.nn import functional as F
+
+    from biasaudit.heml.quality import nearest_hits
+
+    # two tight clusters, one per label, 1e-3 apart inside: nothing is tied, P@1 is exact
+    g = torch.Generator().manual_seed(1)
+    centres = F.normalize(torch.randn(2, 64, generator=g), dim=1)
+    labels = np.repeat([0, 1], 50)
+    emb = F.normalize(centres[labels] + 1e-3 * torch.randn(100, 64, generator=g), dim=1)
+    assert nearest_hits(emb, labels).tolist() == [1.0] * 100
+    # one query with a different-label row at exactly its nearest neighbour's similarity
+    emb = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6], [-1.0, 0.0]])
+    assert nearest_hits(emb, np.array([0, 0, 1, 1]))[0] == 0.5
 
 
 def test_two_children_that_carry_the_label_default_to_the_learned_combination(faces):

@@ -60,6 +60,7 @@ from biasaudit.data import BASE_COLUMNS
 #: 110 s on 2 cores.
 SCAN_EPOCHS_SCALE = 0.5
 
+
 @dataclass(frozen=True)
 class ScanSettings:
     """What a scan was asked to do; stored in ``WS/config.json`` under ``scan``."""

@@ -191,9 +191,14 @@ def test_ties_are_only_neighbours_float32_cannot_tell_apart():
     labels = np.repeat([0, 1], 50)
     emb = F.normalize(centres[labels] + 1e-3 * torch.randn(100, 64, generator=g), dim=1)
     assert nearest_hits(emb, labels).tolist() == [1.0] * 100
-    # one query with a different-label row at exactly its nearest neighbour's similarity
-    emb = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.8, -0.6], [-1.0, 0.0]])
-    assert nearest_hits(emb, np.array([0, 0, 1, 1]))[0] == 0.5
+    # the query's same-label neighbour at cosine 0.9 and another-label row just below it:
+    # 1e-4 lower is an order float32 resolves (D·eps32 = 2.4e-7 at D = 2), 1e-9 is not
+    def unit(c: float) -> list[float]:
+        return [c, (1.0 - c * c) ** 0.5]
+
+    for gap, hit in ((1e-4, 1.0), (1e-9, 0.5)):
+        emb = torch.tensor([[1.0, 0.0], unit(0.9), unit(0.9 - gap), [-1.0, 0.0]], dtype=torch.float64)
+        assert nearest_hits(emb, np.array([0, 0, 1, 1]))[0] == hit
 
 
 def test_two_children_that_carry_the_label_default_to_the_learned_combination(faces):

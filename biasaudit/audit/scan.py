@@ -338,7 +338,6 @@ def _heml_embeddings(ws: Workspace, image_ids: list[str], settings: ScanSettings
                            max_train_images=settings.heml_max_images,
                            concurrent=settings.concurrent, embedder=settings.embedder, embed=False)
         write_json_atomic(key_path, key)
-        release_freed_memory()  # the training arrays, and the steps' blocks a kept heap holds
     # fresh or reused, the embeddings come from the saved model into float16 files, streamed:
     # a resumed scan audits exactly the numbers an uninterrupted one does
     model = HEML.load(ws.models_dir, device=settings.device)

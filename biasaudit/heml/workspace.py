@@ -138,12 +138,12 @@ def fit_heml_workspace(ws_root: str | Path, *, supervision: str = "self", recipe
     images, maps = load_arrays(ws.root, [ids[i] for i in rows], image_size=image_size)
     heml.fit(images, maps, None if y is None else y.iloc[rows].reset_index(drop=True))
     del images, maps  # embedding streams every image in chunks
+    release_freed_memory()  # the training arrays, and the steps' blocks a kept heap holds
     heml.save(ws.models_dir)
     write_json_atomic(ws.models_dir / GLUE_FILE, {"image_size": image_size, "supervision": supervision,
                                                   "n_images": len(ids), "n_train_images": len(rows),
                                                   "max_train_images": heml.max_train_images, "label": column})
     if embed:
-        release_freed_memory()  # the training arrays, and the steps' blocks a kept heap holds
         embed_workspace(ws.root, heml, ids, image_size=image_size)
     return heml
 

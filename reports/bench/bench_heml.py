@@ -22,6 +22,13 @@ the whole-image baseline on the same pixel budget, and reports P@1 per node:
 
     nice -n 10 python reports/bench/bench_heml.py --ccp ../shared/data/real/ccp --ccp-label dress --seeds 0,1,2
 
+Without a GPU: ``--tensor-memory 64,128`` trains the tree on the CPU and counts, per node, the
+bytes held by live tensors (``tensor_memory.py``), the figure CUDA's ``max_memory_allocated``
+gives, in fp32 and under bf16 autocast as on CUDA; the peak does not depend on the epochs, so a
+small ``--epochs-scale`` (0.34: two epochs per leaf, one per parent) keeps it short:
+
+    python reports/bench/bench_heml.py --tensor-memory 64,128 --epochs-scale 0.34
+
 ``--compare-src DIR`` runs every mode a second time with ``PYTHONPATH=DIR`` (an older
 checkout) right after the current code, so both see the same machine load; the report
 gives the ratio. ``--contend K`` keeps K CPU-bound processes busy during every run (a
@@ -43,6 +50,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # the worker runs as a script; `reports` lives beside the package
+    sys.path.insert(0, str(ROOT))
 
 PLANT = "Smiling:Blond_Hair=0.9"
 FOCUS = ("mouth", "ears", "hair", "image")
@@ -86,7 +97,16 @@ def worker(spec: dict) -> dict:
     heml = HEML(tree="celebamask-hq", device=spec["device"], concurrent=spec["concurrent"],
                 batch_size=spec["batch_size"], epochs_scale=spec["epochs_scale"], trunk=spec["trunk"],
                 resolution_scale=spec.get("resolution_scale", 1.0), supervision=spec.get("supervision", "label"),
-                baseline=spec["baseline"], seed=spec["seed"], **extra).fit(images, maps, y)
+                baseline=spec["baseline"], seed=spec["seed"], **extra)
+    tensor_peaks = None
+    if spec.get("tensor_memory"):  # every node in this process, one at a time: each call is one node
+        import biasaudit.heml.estimator as estimator
+        from reports.bench.tensor_memory import track_node_training
+
+        with track_node_training(estimator, autocast=spec["tensor_memory"] == "bf16") as tensor_peaks:
+            heml.fit(images, maps, y)
+    else:
+        heml.fit(images, maps, y)
     wall = time.perf_counter() - start
     baseline = getattr(heml, "baseline_metrics_", None)
     out = {
@@ -98,6 +118,7 @@ def worker(spec: dict) -> dict:
         "threads": torch.get_num_threads(),
         "metrics": heml.metrics_,
         "baseline": baseline,
+        "tensor_peak_mb": tensor_peaks,
     }
     if torch.cuda.is_available() and heml.device_.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
@@ -260,6 +281,38 @@ def run_worker(spec: dict, *, src: str | None = None, contend: int = 0) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def tensor_memory_report(data: Path, base: dict, *, batch_sizes: list[int],
+                         embedders: list[str]) -> tuple[str, int]:
+    """Per-node peak tensor memory of the tree's training, on the CPU (``tensor_memory.py``):
+    fp32, and bf16 autocast as HEML trains on CUDA, for each batch size and embedder. Returns
+    the markdown table and the torch threads the workers used."""
+    columns, peaks, meta, threads = [], {}, {}, 0
+    for embedder in embedders:
+        for batch in batch_sizes:
+            for numerics in ("fp32", "bf16"):
+                spec = {**base, "data": str(data), "concurrent": False, "baseline": False, "n_jobs": 1,
+                        "batch_size": batch, "embedder": embedder, "attention": False, "tensor_memory": numerics}
+                run = run_worker(spec)
+                column = f"{embedder}, batch {batch}, {numerics}"
+                columns.append(column)
+                peaks[column] = {label.removeprefix("HEML "): mb for label, mb in run["tensor_peak_mb"].items()}
+                meta, threads = run["metrics"], run["threads"]
+                print(f"{column}: max {max(peaks[column].values()):.0f} MiB, {run['wall_s']:.0f} s", file=sys.stderr)
+    lines = ["| node | res | n_train | epochs | " + " | ".join(columns) + " |",
+             "| --- | ---: | ---: | ---: |" + " ---: |" * len(columns)]
+    for node, m in meta.items():
+        cells = [fmt(peaks[c].get(node), 0) for c in columns]
+        lines.append(f"| {node} | {m['resolution']} | {m['n_train']} | {m['epochs']} | " + " | ".join(cells) + " |")
+    lines.append("| **max** | | | | " + " | ".join(f"**{max(peaks[c].values()):.0f}**" for c in columns) + " |")
+    return "\n".join(lines), threads
+
+
+def append_report(path: Path, report: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text("utf-8") if path.is_file() else "# Benchmarks\n"
+    path.write_text(existing.rstrip("\n") + "\n\n" + report, "utf-8")
+
+
 def fmt(x, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
@@ -301,6 +354,10 @@ def main() -> None:
                     help="only the real-photo check: Clothing Co-Parsing at DIR (skipped when absent)")
     ap.add_argument("--ccp-label", default="dress", help="CCP tag used as the label (with --ccp)")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the --ccp fits, comma-separated")
+    ap.add_argument("--tensor-memory", default=None, metavar="BATCHES",
+                    help="only the per-node peak tensor memory, on the CPU (no GPU needed), at these "
+                         "comma-separated batch sizes, fp32 and bf16 autocast; with --embedder, that one "
+                         "embedder, else mlp and dgml")
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker)), default=float))
@@ -313,8 +370,7 @@ def main() -> None:
             args.ccp, label=args.ccp_label, seeds=[int(s) for s in args.seeds.split(",")], device=args.device)
         print(report)
         if args.append:
-            existing = args.append.read_text("utf-8") if args.append.is_file() else "# Benchmarks\n"
-            args.append.write_text(existing.rstrip("\n") + "\n\n" + report, "utf-8")
+            append_report(args.append, report)
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_heml_"))
@@ -332,6 +388,25 @@ def main() -> None:
             "resolution_scale": args.resolution_scale, "embedder": args.embedder,
             "supervision": args.supervision, "attention": args.embedder == "dgml",
             "trunk": args.trunk, "threads": args.threads, "seed": args.seed}
+    if args.tensor_memory:
+        batches = [int(b) for b in args.tensor_memory.split(",")]
+        embedders = [args.embedder] if args.embedder else ["mlp", "dgml"]
+        table, threads = tensor_memory_report(clean, {**base, "device": "cpu"}, batch_sizes=batches,
+                                              embedders=embedders)
+        report = "\n".join([
+            "### HEML peak tensor memory per node (CPU count, the GPU's `max_memory_allocated` analogue)", "",
+            f"`python reports/bench/bench_heml.py --tensor-memory {args.tensor_memory} --n {args.n} "
+            f"--size {args.size} --epochs-scale {args.epochs_scale} --trunk {args.trunk or 'recipe'} "
+            f"--resolution-scale {args.resolution_scale}"
+            f"{f' --embedder {args.embedder}' if args.embedder else ''}` on {time.strftime('%Y-%m-%d')}. Machine: "
+            f"{machine(threads)}. MiB held by live tensors while each node trains (its parameters, "
+            f"its inputs, activations, gradients, optimizer state), label `{args.label}`, every node in "
+            "one process. bf16: trained under bf16 autocast as on CUDA. Not counted: cuBLAS/cuDNN "
+            "workspaces, which only a GPU allocates.", "", table, ""])
+        print(report)
+        if args.append:
+            append_report(args.append, report)
+        return
     runs = {}
     for mode in args.modes.split(","):
         spec = {**base, "data": str(clean), "concurrent": mode == "concurrent",
@@ -428,9 +503,7 @@ def main() -> None:
     print(report)
     (tmp / "result.json").write_text(json.dumps(runs, default=float, indent=1))
     if args.append:
-        args.append.parent.mkdir(parents=True, exist_ok=True)
-        existing = args.append.read_text("utf-8") if args.append.is_file() else "# Benchmarks\n"
-        args.append.write_text(existing.rstrip("\n") + "\n\n" + report, "utf-8")
+        append_report(args.append, report)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def heml(data: Path, out: Path, label: str, embedder: str, recipe: str | None, s
     `biasaudit explain A B --workspace WS` then shows where two images differ.
     P@1 counts ties: neighbours a float32 similarity cannot tell apart share the hit, so
     a node whose embedding carries no label reads its chance level.
+    A part only some images have (a hat) is scored on the test images that have it; its
+    'P@1 all' also counts the others, as one tied group, on its parent's rows.
 
     \b
     Examples:
@@ -62,18 +64,23 @@ def heml(data: Path, out: Path, label: str, embedder: str, recipe: str | None, s
 
 
 def format_node_table(model) -> str:
-    """Per node, root first then depth-first: P@1, MAP@R, chance, images and epochs."""
+    """Per node, root first then depth-first: P@1, MAP@R, chance, images and epochs; for a
+    part only some images have, also P@1 over every test image (its parent's rows)."""
     tree = model.tree_
-    lines = [f"{'node':<24} {'embedder':<8} {'P@1':>6} {'MAP@R':>6} {'chance':>6} {'train':>6} {'test':>5} {'res':>4}"]
+    header = f"{'node':<24} {'embedder':<8} {'P@1':>6} {'MAP@R':>6} {'chance':>6} {'train':>6} {'test':>5} {'res':>4}"
+    lines: list[str] = []
 
     def num(value) -> str:
         return "   –  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:6.3f}"
 
     def row(name: str, depth: int) -> None:
         m = model.metrics_[name]
+        every = ""
+        if "precision_at_1_all_images" in m:
+            every = f"  {num(m['precision_at_1_all_images'])} {num(m.get('chance_p_at_1_all_images'))}"
         lines.append(f"{'  ' * depth + name:<24} {tree.nodes[name].options.embedder:<8} "
                      f"{num(m.get('precision_at_1'))} {num(m.get('map_at_r'))} {num(m.get('chance_p_at_1'))} "
-                     f"{m.get('n_train', 0):>6} {m.get('n_test', 0):>5} {m.get('resolution', 0):>4}")
+                     f"{m.get('n_train', 0):>6} {m.get('n_test', 0):>5} {m.get('resolution', 0):>4}{every}")
         for child in tree.nodes[name].children:
             row(child, depth + 1)
 
@@ -83,7 +90,13 @@ def format_node_table(model) -> str:
         lines.append(f"{'whole-image baseline':<24} {'':<8} {num(base.get('precision_at_1'))} "
                      f"{num(base.get('map_at_r'))} {num(base.get('chance_p_at_1'))} "
                      f"{base.get('n_train', 0):>6} {base.get('n_test', 0):>5} {base.get('resolution', 0):>4}")
-    return "\n".join(lines)
+    if not any("precision_at_1_all_images" in m for m in model.metrics_.values()):
+        return "\n".join([header, *lines])
+    # a part only some images have is scored among them, at their chance level; its parent on every image
+    return "\n".join([f"{header} {'P@1 all':>7} {'chance':>6}", *lines, "",
+                      "P@1 all: a part only some images have is scored on the test images that have it; "
+                      "'P@1 all' counts the others too,",
+                      "as one tied group, so it is scored on its parent's rows and at its parent's chance level."])
 
 
 def _max_images(value: int) -> int | None:

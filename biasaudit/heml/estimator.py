@@ -418,6 +418,9 @@ class HEML:
                 self._all_emb[name] = all_emb
             metrics = self._evaluate(model, inp.crops[test_rows], y_codes[test_rows], setup, node_seed,
                                      children=None if kids is None else kids[test_rows])
+            absent_rows = np.flatnonzero(~inp.present & test_mask)
+            if self.supervision == "label" and len(absent_rows):
+                metrics.update(self._all_images_metrics(metrics, y_codes[test_rows], y_codes[absent_rows]))
             metrics.update(
                 n_train=int(len(rows)), n_test=int(len(test_rows)), epochs=epochs if ok[j] else 0,
                 resolution=opts.resolution, trunk=opts.trunk,
@@ -694,6 +697,16 @@ class HEML:
             return retrieval_metrics(emb, labels)
         emb = run_batched(model, x, setup, extra=children)
         return retrieval_metrics(emb, y_test)
+
+    @staticmethod
+    def _all_images_metrics(metrics: dict[str, Any], present: np.ndarray, absent: np.ndarray) -> dict[str, float]:
+        """A subset node's P@1 and chance over every held-out image, its parent's rows
+        (:func:`~biasaudit.heml.quality.precision_at_1_all_images`)."""
+        from biasaudit.heml.quality import chance_p_at_1, precision_at_1_all_images
+
+        every = np.concatenate([present, absent])
+        return {"precision_at_1_all_images": precision_at_1_all_images(metrics["precision_at_1"], present, absent),
+                "chance_p_at_1_all_images": chance_p_at_1(every), "n_test_all_images": int(len(every))}
 
     def _fit_baseline(self, images, y_codes, train_mask, test_mask, setup: DeviceSetup) -> None:
         """One whole-image model spending the tree's compute: epochs such that

@@ -18,6 +18,11 @@ neighbours: which one comes first is a side effect of the input, not of the metr
 - **MAP@R** is pytorch-metric-learning's, over neighbours ranked by float64 similarity
   where float32 cannot order them (:func:`knn_float64`), so it does not depend on the
   search's rounding.
+- **Over every image** (:func:`precision_at_1_all_images`), for a node whose part only some
+  images have (``hat``, ``eye_g``): its P@1 is taken on the images with the part, at that
+  subset's chance level, while its parent's is taken on every image. The second figure
+  counts the images without the part as well, as one tied group, so the two are scored on
+  the same rows and the same chance level.
 
 >>> import torch
 >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -40,7 +45,7 @@ def retrieval_metrics(embeddings, labels: np.ndarray) -> dict[str, float]:
     emb = torch.as_tensor(embeddings, dtype=torch.float32).cpu()
     labels = np.asarray(labels)
     _, counts = np.unique(labels, return_counts=True)
-    chance = float(((counts / counts.sum()) ** 2).sum()) if counts.size else float("nan")
+    chance = chance_p_at_1(labels)
     if len(labels) < 2 or counts.max() < 2:
         return {"precision_at_1": float("nan"), "map_at_r": float("nan"), "chance_p_at_1": chance}
     calc = AccuracyCalculator(include=("mean_average_precision_at_r",), k="max_bin_count", knn_func=knn_float64)
@@ -51,6 +56,12 @@ def retrieval_metrics(embeddings, labels: np.ndarray) -> dict[str, float]:
         "map_at_r": float(res["mean_average_precision_at_r"]),
         "chance_p_at_1": chance,
     }
+
+
+def chance_p_at_1(labels: np.ndarray) -> float:
+    """Σ class share²: the P@1 of embeddings that carry nothing about ``labels``."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(((counts / counts.sum()) ** 2).sum()) if counts.size else float("nan")
 
 
 def knn_float64(query, k: int, reference, ref_includes_query: bool = False, *, chunk: int = 1024):
@@ -120,3 +131,43 @@ def nearest_hits(embeddings, labels: np.ndarray, *, chunk: int = 1024) -> np.nda
         same = codes[None, :] == codes[lo : lo + chunk, None]
         out[lo : lo + chunk] = ((tied & same).sum(1).double() / tied.sum(1)).numpy()
     return out
+
+
+def precision_at_1_all_images(p_at_1_present: float, present: np.ndarray, absent: np.ndarray) -> float:
+    """Leave-one-out P@1 over every held-out image of a node whose part some images lack.
+
+    ``p_at_1_present`` is the node's P@1 among the ``present`` images (their labels);
+    ``absent`` holds the labels of the images without the part. Those images have no
+    embedding of the part, so they count as one point: tied with each other and farther
+    from every image with the part than any of those are from each other. An image without
+    the part then scores the share of the other such images that have its label, and an
+    image with it keeps its hit. A node that sees the label only through the part's
+    presence (``eye_g`` for Eyeglasses, at chance 1.0 among glasses wearers) scores that
+    here; one at chance among the wearers scores about the chance of all the images.
+
+    >>> precision_at_1_all_images(1.0, np.array([1, 1, 0, 0]), np.array([0, 0, 1, 1]))
+    0.6666666666666666
+    >>> precision_at_1_all_images(0.5, np.array([0, 1]), np.array([]))
+    0.5
+    """
+    present, absent = np.asarray(present), np.asarray(absent)
+    n_p, n_a = len(present), len(absent)
+    if n_a == 0:
+        return float(p_at_1_present)
+    if n_p + n_a < 2:
+        return float("nan")
+
+    def same_label_share(queries: np.ndarray, pool: np.ndarray, *, itself: bool) -> np.ndarray:
+        values, counts = np.unique(pool, return_counts=True)
+        at = np.clip(np.searchsorted(values, queries), 0, len(values) - 1)
+        same = np.where(values[at] == queries, counts[at], 0).astype(float)
+        return (same - 1) / (len(pool) - 1) if itself else same / len(pool)
+
+    # a lone image of one side has no tie partner of its own: its nearest are the other side, tied
+    absent_hits = same_label_share(absent, absent, itself=True) if n_a >= 2 else \
+        same_label_share(absent, present, itself=False)
+    if n_p >= 2:
+        present_sum = float(p_at_1_present) * n_p
+    else:
+        present_sum = float(same_label_share(present, absent, itself=False).sum())
+    return float((present_sum + absent_hits.sum()) / (n_p + n_a))

@@ -223,3 +223,49 @@ def test_a_node_carries_the_label_when_a_node_below_it_has_skill(fitted):
     assert fitted._carries_label("image", only_mouth)
     assert fitted._carries_label("mouth", only_mouth)
     assert not fitted._carries_label("hair+ear", only_mouth)
+
+
+def test_a_part_some_images_lack_is_also_scored_on_its_parents_rows(fitted, faces):
+    _, maps, y = faces
+    ear, parent = fitted.metrics_["ear"], fitted.metrics_["hair+ear"]
+    test = np.zeros(len(y), bool)
+    test[fitted.split_["test"]] = True
+    has_ear = (maps == 8).any(axis=(1, 2))  # l_ear, absent from every 4th image
+    assert ear["n_test"] == (test & has_ear).sum() < ear["n_test_all_images"] == parent["n_test"] == test.sum()
+    assert ear["chance_p_at_1_all_images"] == pytest.approx(parent["chance_p_at_1"])
+    from biasaudit.heml.quality import precision_at_1_all_images
+
+    assert ear["precision_at_1_all_images"] == pytest.approx(precision_at_1_all_images(
+        ear["precision_at_1"], y[test & has_ear], y[test & ~has_ear]))
+    for node in ("mouth", "hair", "hair+ear", "image"):  # present in every image: one figure is enough
+        assert "precision_at_1_all_images" not in fitted.metrics_[node]
+
+
+def test_over_every_image_the_absent_images_form_one_tied_group():
+    from biasaudit.heml.quality import precision_at_1_all_images
+
+    # no image lacks the part: the figure is the node's own
+    assert precision_at_1_all_images(0.8, np.array([0, 1, 1]), np.array([])) == 0.8
+    # glasses (label 1) only where the part is: at chance 1.0 among its images, yet presence
+    # alone tells the label, which the parent's rows show
+    assert precision_at_1_all_images(1.0, np.array([1, 1, 1]), np.array([0, 0, 0, 0, 0])) == 1.0
+    # absent images score the share of the other absent images with their label: 1/2 each here
+    assert precision_at_1_all_images(1.0, np.array([0, 0, 1, 1]), np.array([0, 0, 1])) == pytest.approx(
+        (4 * 1.0 + 1 / 2 + 1 / 2 + 0) / 7)
+    # a lone absent image has no tie partner: its nearest are the present images, all tied
+    assert precision_at_1_all_images(1.0, np.array([0, 0, 0, 1]), np.array([0])) == pytest.approx((4 + 3 / 4) / 5)
+    # a lone present image likewise scores the share of the absent images with its label
+    assert precision_at_1_all_images(float("nan"), np.array([1]), np.array([1, 1, 0])) == pytest.approx(
+        (2 / 3 + 1 / 2 + 1 / 2 + 0) / 4)
+
+
+def test_the_heml_table_shows_such_a_part_on_its_parents_rows_too(fitted):
+    from biasaudit.cli.heml import format_node_table
+
+    header, *rows = format_node_table(fitted).splitlines()
+    assert header.split()[-3:] == ["P@1", "all", "chance"]
+    cells = {r.split()[0]: r.split() for r in rows if r.strip() and r.split()[0] in fitted.metrics_}
+    ear = fitted.metrics_["ear"]
+    assert cells["ear"][-2:] == [f"{ear['precision_at_1_all_images']:.3f}", f"{ear['chance_p_at_1_all_images']:.3f}"]
+    assert len(cells["mouth"]) == len(cells["ear"]) - 2  # nothing to add where every image has the part
+    assert any("one tied group" in r for r in rows)

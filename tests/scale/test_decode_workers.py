@@ -167,7 +167,9 @@ def test_embeddings_are_identical_for_any_number_of_decode_workers(faces, tmp_pa
     whole = heml.embed(images, maps)
     for node in got[1]:
         assert got[1][node].tobytes() == got[3][node].tobytes()
-        np.testing.assert_array_equal(got[1][node], whole[node].astype(np.float16))
+        # Chunks of 10 against one batch of 24: CPU kernels may block a batch differently,
+        # one float32 ulp apart, which can flip a float16 rounding; so one float16 step.
+        np.testing.assert_allclose(got[1][node].astype(np.float32), whole[node], rtol=2**-10, atol=1e-7)
     assert set(read_stage_timings(ws)) == {"segment", "embed"}
 
 

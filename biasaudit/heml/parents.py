@@ -60,9 +60,9 @@ class OwnPathwayLoss(nn.Module):
 
 def choose_parent(hits: Mapping[str, np.ndarray], default: str, *, z: float = CHOICE_Z) -> str:
     """Which of a parent's candidate embeddings to keep, from ``hits``: candidate → per
-    validation query its hit (:func:`~biasaudit.heml.quality.nearest_hits`: 1/0 whether
-    its nearest other validation row shares its label, the share of them when several are
-    tied), every candidate scored on the same queries.
+    validation query its hit (:func:`~biasaudit.heml.quality.validation_hits`: whether its
+    nearest other validation row, and its nearest training row, share its label, averaged;
+    the share of them where several are tied), every candidate scored on the same queries.
 
     ``default`` is kept unless another candidate retrieves better by more than ``z``
     standard errors of the paired per-query difference; among those that do, the one with

@@ -98,12 +98,15 @@ def knn_float64(query, k: int, reference, ref_includes_query: bool = False, *, c
     return return_results(torch.cat(dist), torch.cat(idx), ref_includes_query)
 
 
-def nearest_hits(embeddings, labels: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
+def nearest_hits(embeddings, labels: np.ndarray, *, gallery=None, gallery_labels: np.ndarray | None = None,
+                 chunk: int = 1024) -> np.ndarray:
     """Per query, the share of its nearest other embeddings that have its label: 1.0 or 0.0
     when one is nearest, a fraction when several lie within D·ε₃₂ of the nearest in cosine
     (tied, see the module doc). Leave-one-out Precision@1 is the mean; paired comparisons
     of two embeddings of the same rows (``HEML._validate``) use the per-query values.
-    Similarities are float64, ``chunk`` queries at a time.
+    With a ``gallery`` (and its ``gallery_labels``), each query searches the gallery
+    instead of the other queries (none is left out). Similarities are float64, ``chunk``
+    queries at a time.
 
     >>> import torch
     >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.2, 0.8]])
@@ -111,26 +114,68 @@ def nearest_hits(embeddings, labels: np.ndarray, *, chunk: int = 1024) -> np.nda
     [0.0, 0.0, 1.0, 1.0]
     >>> nearest_hits(torch.ones(4, 2), np.array([0, 0, 1, 1])).tolist()  # all tied
     [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333]
+    >>> nearest_hits(emb[[1, 3]], np.array([0, 1]), gallery=emb[[0, 2]], gallery_labels=np.array([0, 1])).tolist()
+    [1.0, 1.0]
     """
     import torch
     from torch.nn import functional as F
 
     labels = np.asarray(labels)
     n = len(labels)
-    if n < 2:
-        return np.zeros(n)
-    codes = torch.as_tensor(np.unique(labels, return_inverse=True)[1].reshape(-1))
+    if gallery is None:
+        if n < 2:
+            return np.zeros(n)
+        ref_labels = labels
+    else:
+        ref_labels = np.asarray(gallery_labels)
+        if len(ref_labels) != len(gallery):
+            raise ValueError(f"gallery has {len(gallery)} rows but gallery_labels {len(ref_labels)}.")
+        if n == 0 or len(ref_labels) == 0:
+            return np.zeros(n)
+    classes, inverse = np.unique(np.concatenate([labels, ref_labels]), return_inverse=True)
+    inverse = torch.as_tensor(inverse.reshape(-1))
+    codes, ref_codes = inverse[:n], inverse[n:] if gallery is not None else inverse[:n]
     emb = F.normalize(torch.as_tensor(embeddings).double(), dim=1)
+    ref = emb if gallery is None else F.normalize(torch.as_tensor(gallery).double(), dim=1)
     tol = emb.shape[1] * torch.finfo(torch.float32).eps
     out = np.empty(n)
     for lo in range(0, n, chunk):
-        sim = emb[lo : lo + chunk] @ emb.T
-        rows = torch.arange(len(sim))
-        sim[rows, lo + rows] = -torch.inf  # leave the query out
+        sim = emb[lo : lo + chunk] @ ref.T
+        if gallery is None:
+            rows = torch.arange(len(sim))
+            sim[rows, lo + rows] = -torch.inf  # leave the query out
         tied = sim >= sim.max(dim=1, keepdim=True).values - tol
-        same = codes[None, :] == codes[lo : lo + chunk, None]
+        same = ref_codes[None, :] == codes[lo : lo + chunk, None]
         out[lo : lo + chunk] = ((tied & same).sum(1).double() / tied.sum(1)).numpy()
     return out
+
+
+def validation_hits(val_embeddings, val_labels: np.ndarray, train_embeddings=None,
+                    train_labels: np.ndarray | None = None) -> np.ndarray:
+    """Per validation query, the mean of two hits (:func:`nearest_hits`): among the other
+    validation rows, and against the rows the node trained on as the gallery. Their mean is
+    the validation P@1 that builds and chooses parents (``HEML._validate``); only the
+    first when there are no training rows.
+
+    Why both: the 210 validation rows of a 2,000-image tree are a sparse gallery, so one
+    query's nearest neighbour there is itself a draw; the training rows are a denser
+    gallery but one the node was fitted to. Each errs differently, and their mean ranks
+    nodes as the 600-row test split does more often than either. Session 10's 14 runs
+    (reports/benchmarks.md, HEML v2, session 11), the 46 SynthFaces sibling pairs whose
+    test P@1 differ by more than 0.03: among validation rows 42 ordered as on test (the
+    wrong picks cost 0.257 of test P@1 in all), against the training rows 43 (0.188),
+    the mean 45 (0.063); on the independent generator all three ordered its 37 pairs
+    right.
+
+    >>> v = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> validation_hits(v, np.array([0, 1]), v, np.array([0, 1])).tolist()   # 0 among 2, 1 to train
+    [0.5, 0.5]
+    """
+    among = nearest_hits(val_embeddings, val_labels)
+    if train_embeddings is None or train_labels is None or len(train_labels) == 0:
+        return among
+    return (among + nearest_hits(val_embeddings, val_labels, gallery=train_embeddings,
+                                 gallery_labels=train_labels)) / 2.0
 
 
 def precision_at_1_all_images(p_at_1_present: float, present: np.ndarray, absent: np.ndarray) -> float:

@@ -213,23 +213,36 @@ class NodeModel(nn.Module):
             self.embedder.enable_prior()
 
     def embed_features(self, feats: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
+        own, children = self._own(feats, children)
+        if self.fusion is None:
+            return own
+        if children is None:
+            raise ValidationError("This node reads its children's embeddings; pass them as `children`.")
+        if self.training and self.keep_own:  # for OwnPathwayLoss (biasaudit.heml.parents)
+            self._last_own = own
+        return self.fuse(own, children)
+
+    def _own(self, feats: torch.Tensor, children: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The own pixels' normalised embedding (normalised so its scale matches the
+        children's unit vectors in the fusion), and the children's embeddings without a
+        DGML attention prior's values."""
         split = self.embedding_dim * self.n_children
         if self.attention_prior is not None and children is not None and children.shape[1] > split:
             from biasaudit.heml.dgml import pool_prior
 
             prior = pool_prior(children[:, split:], feats.shape[-2:])
-            children = children[:, :split]
-            own = self.embedder(feats, prior)
-        else:
-            own = self.embedder(feats)
-        if self.fusion is None:
-            return F.normalize(own, dim=1)
-        if children is None:
-            raise ValidationError("This node reads its children's embeddings; pass them as `children`.")
-        # the own embedding is normalised first so its scale matches the children's unit vectors
-        own = F.normalize(own, dim=1)
-        if self.training and self.keep_own:  # for OwnPathwayLoss (biasaudit.heml.parents)
-            self._last_own = own
+            return F.normalize(self.embedder(feats, prior), dim=1), children[:, :split]
+        return F.normalize(self.embedder(feats), dim=1), children
+
+    def own_embedding(self, x: torch.Tensor, children: torch.Tensor | None = None) -> torch.Tensor:
+        """The own pixels' normalised embedding of images ``x``: a leaf's embedding, and what
+        a parent's fusion reads besides its children (:meth:`fuse`)."""
+        return self._own(self.features(x), children)[0]
+
+    def fuse(self, own: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+        """A parent's embedding from its :meth:`own_embedding` and its children's input (a
+        DGML attention prior's values after them are ignored)."""
+        children = children[:, : self.embedding_dim * self.n_children]
         return F.normalize(self.fusion(torch.cat([own, children], dim=1)), dim=1)
 
     def last_own_embedding(self) -> torch.Tensor | None:

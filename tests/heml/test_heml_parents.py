@@ -37,6 +37,10 @@ def test_validation_rows_are_held_out_of_training_and_disjoint_from_test(bars):
         m = heml.metrics_[node]
         assert m["n_train"] + m["n_val"] == train.sum()  # every part is present in every image
         assert 0.0 <= m["val_precision_at_1"] <= 1.0
+        # each query's hit among the validation rows and against the node's training rows, averaged
+        assert m["n_val_gallery"] == m["n_train"]
+        assert m["val_precision_at_1"] == pytest.approx(
+            (m["val_precision_at_1_among_val"] + m["val_precision_at_1_to_train"]) / 2)
     # the parent's start weighs its children by validation skill, not by test P@1
     p, chance = heml._skill_inputs("mouth")
     assert p == heml.metrics_["mouth"]["val_precision_at_1"] and chance == heml.metrics_["mouth"]["val_chance_p_at_1"]
@@ -269,3 +273,44 @@ def test_the_heml_table_shows_such_a_part_on_its_parents_rows_too(fitted):
     assert cells["ear"][-2:] == [f"{ear['precision_at_1_all_images']:.3f}", f"{ear['chance_p_at_1_all_images']:.3f}"]
     assert len(cells["mouth"]) == len(cells["ear"]) - 2  # nothing to add where every image has the part
     assert any("one tied group" in r for r in rows)
+
+
+def test_a_gallery_is_searched_instead_of_the_other_queries():
+    import torch
+
+    from biasaudit.heml.quality import nearest_hits, validation_hits
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    y = np.array([0, 1, 0])
+    g = torch.tensor([[0.5, 0.866], [0.0, 1.0]])
+    # among themselves the last two queries' nearest rows have another label...
+    assert nearest_hits(q, y).tolist() == [1.0, 0.0, 0.0]
+    # ...the gallery (searched instead, nothing left out) has a nearest row of each one's label
+    assert nearest_hits(q, y, gallery=g, gallery_labels=np.array([0, 1])).tolist() == [1.0, 1.0, 1.0]
+    assert validation_hits(q, y, g, np.array([0, 1])).tolist() == [1.0, 0.5, 0.5]
+    assert validation_hits(q, y, g[:0], np.array([], int)).tolist() == [1.0, 0.0, 0.0]  # no gallery
+    with pytest.raises(ValueError, match="gallery has 2 rows but gallery_labels 1"):
+        nearest_hits(q, y, gallery=g, gallery_labels=np.array([0]))
+
+
+@pytest.mark.parametrize("embedder", ["mlp", "dgml"])
+def test_a_parent_fuses_the_own_embedding_it_computes_once_as_its_forward_does(embedder):
+    # the parent choice embeds the own pixels once and tries each fusion on them
+    import torch
+
+    from biasaudit.heml.trunks import build_node_model
+
+    model = build_node_model("small-cnn:8", embedding_dim=8, hidden_dim=16, seed=0, embedder=embedder,
+                             groups=2, n_children=2).eval()
+    if embedder == "dgml":
+        model.set_attention_prior([((1,), 1.0)])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, 16, 16, generator=g)
+    prior = torch.rand(5, 16 * 16 if embedder == "dgml" else 0, generator=g)  # per pixel, non-negative
+    kids = torch.cat([torch.randn(5, 16, generator=g), prior], dim=1)
+    with torch.no_grad():
+        split = model.fuse(model.own_embedding(x, kids), kids)
+        torch.testing.assert_close(split, model(x, kids))
+        model.init_fusion([0.0, 1.0, 0.0])  # a pass-through of the first child
+        torch.testing.assert_close(model.fuse(model.own_embedding(x, kids), kids),
+                                   torch.nn.functional.normalize(kids[:, :8], dim=1))

@@ -132,9 +132,10 @@ def nearest_hits(embeddings, labels: np.ndarray, *, gallery=None, gallery_labels
             raise ValueError(f"gallery has {len(gallery)} rows but gallery_labels {len(ref_labels)}.")
         if n == 0 or len(ref_labels) == 0:
             return np.zeros(n)
-    classes, inverse = np.unique(np.concatenate([labels, ref_labels]), return_inverse=True)
-    inverse = torch.as_tensor(inverse.reshape(-1))
-    codes, ref_codes = inverse[:n], inverse[n:] if gallery is not None else inverse[:n]
+    both = labels if gallery is None else np.concatenate([labels, ref_labels])  # one coding for both sides
+    inverse = torch.as_tensor(np.unique(both, return_inverse=True)[1].reshape(-1))
+    codes = inverse[:n]
+    ref_codes = codes if gallery is None else inverse[n:]
     emb = F.normalize(torch.as_tensor(embeddings).double(), dim=1)
     ref = emb if gallery is None else F.normalize(torch.as_tensor(gallery).double(), dim=1)
     tol = emb.shape[1] * torch.finfo(torch.float32).eps

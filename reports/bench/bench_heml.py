@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the worker runs as a script; `reports` lives beside the package
     sys.path.insert(0, str(ROOT))
 
+from reports.bench.heml_rule import TOLERANCE  # noqa: E402  (issue 12's per-node rule, one place)
+
 PLANT = "Smiling:Blond_Hair=0.9"
 FOCUS = ("mouth", "ears", "hair", "image")
 ATTENTION_REGION = ("mouth", "u_lip", "l_lip")
@@ -237,7 +239,7 @@ def ccp_report(data: Path, *, label: str, seeds: list[int], device: str) -> str:
         kids = tree.nodes[name].children
         rule = ""
         if kids:
-            ok = sum(m["precision_at_1"] >= max(f.metrics_[c]["precision_at_1"] for c in kids) - 0.02
+            ok = sum(m["precision_at_1"] >= max(f.metrics_[c]["precision_at_1"] for c in kids) - TOLERANCE
                      for (f, _), m in zip(fits, ms, strict=True))
             rule = f"{ok}/{len(fits)}"
         chance = mean([m["chance_p_at_1"] for m in ms])
@@ -471,7 +473,7 @@ def main() -> None:
     def monotone(m: dict, key: str) -> str:
         kids = (m.get("init") or {}).get("children") or []
         best = max((first["metrics"][c].get(key, first["metrics"][c]["precision_at_1"]) for c in kids), default=None)
-        return "" if best is None else ("yes" if m["precision_at_1"] >= best - 0.02 else f"no ({fmt(best)})")
+        return "" if best is None else ("yes" if m["precision_at_1"] >= best - TOLERANCE else f"no ({fmt(best)})")
 
     for node, m in first["metrics"].items():
         kept = (m.get("selected") or {}).get("kept", "")

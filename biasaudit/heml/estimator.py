@@ -23,7 +23,10 @@ embedding carried forward unchanged, unless another candidate retrieves signific
 better, so a parent does not drop what a child measures, nor change what it measures
 on noise. A validation image is scored by its nearest neighbour among the other
 validation rows and among the node's training rows, averaged
-(:func:`~biasaudit.heml.quality.validation_hits`). A parent's own pixels' pathway also
+(:func:`~biasaudit.heml.quality.validation_hits`). A child whose part some images lack
+is read as its parent sees it, over every validation image, so a part whose presence
+tells the label (``hat`` for Wearing_Hat) counts as carrying it
+(:func:`~biasaudit.heml.parents.as_parent_reads_it`). A parent's own pixels' pathway also
 learns the metric (:mod:`biasaudit.heml.parents`), so each node keeps a model of its own
 segment.
 
@@ -411,6 +414,7 @@ class HEML:
             test_rows = np.flatnonzero(inp.present & test_mask)
             kids = self._children_input(name) if model.n_children else None
             chosen = self._validate(name, model, inp, kids, y_codes, train_mask, setup)
+            chosen.update(self._validate_all_images(model, inp, kids, y_codes, train_mask, setup))
             if self.reads_children():
                 # every image's embedding, for the parent's input (absent rows stay zero)
                 all_emb = torch.zeros(len(inp.present), model.embedding_dim)
@@ -447,7 +451,8 @@ class HEML:
         if how == "auto":
             how = "skill" if self.supervision == "label" else "area"
         if how == "skill":
-            weights = self._skills(kids)
+            # what the children's weights learned from their pixels: presence is not in them
+            weights = self._skills(kids, presence=False)
             if sum(weights) <= 0:  # no child has skill: nothing to favour
                 how, weights = "area", [self.area_[c] for c in kids]
         elif how == "equal":
@@ -495,16 +500,18 @@ class HEML:
     def _prior_leaves(self, kids: list[str]) -> tuple:
         """A DGML parent's attention prior (:mod:`biasaudit.heml.dgml`): the leaves below it
         that carry the label, each child weighted by its validation skill where that skill
-        is significant (:func:`~biasaudit.heml.parents.significant_skill`), its own share
+        is significant (:func:`~biasaudit.heml.parents.significant_skill`, as the parent
+        reads it: :func:`~biasaudit.heml.parents.as_parent_reads_it`), its own share
         passed down its own prior (a leaf, or a child without one: its parts). Empty when
         no child carries the label."""
         from biasaudit.heml.dgml import combine_leaves
-        from biasaudit.heml.parents import significant_skill
+        from biasaudit.heml.parents import as_parent_reads_it, significant_skill
 
         weighted = []
-        for child, skill in zip(kids, self._skills(kids), strict=True):
+        for child, skill in zip(kids, self._skills(kids, presence=True), strict=True):
             own = getattr(self.models_[child], "attention_prior", None) or ((self.tree_.part_ids(child), 1.0),)
-            weighted.append((skill if significant_skill(self.metrics_.get(child, {})) else 0.0, own))
+            significant = significant_skill(as_parent_reads_it(self.metrics_.get(child, {})))
+            weighted.append((skill if significant else 0.0, own))
         return combine_leaves(weighted)
 
     def _attach_prior(self, name: str, model: NodeModel, label_maps: np.ndarray) -> None:
@@ -525,25 +532,31 @@ class HEML:
         if self.fusion_init == "area":
             return list(average_weights)
         if self.fusion_init == "skill":
-            skill = self._skills(kids)
+            skill = self._skills(kids, presence=True)
             if sum(skill) > 0:
                 return skill
         return [1.0] * len(kids)
 
-    def _skills(self, kids: list[str]) -> list[float]:
-        """Each node's validation P@1 above chance (0 when unknown)."""
+    def _skills(self, kids: list[str], *, presence: bool) -> list[float]:
+        """Each node's validation P@1 above chance (0 when unknown); with ``presence``, as
+        its parent reads it (:func:`~biasaudit.heml.parents.as_parent_reads_it`)."""
         out = []
         for c in kids:
-            p, chance = self._skill_inputs(c)
+            p, chance = self._skill_inputs(c, presence=presence)
             out.append(max(p - chance, 0.0) if math.isfinite(p) and math.isfinite(chance) else 0.0)
         return out
 
-    def _skill_inputs(self, node: str) -> tuple[float, float]:
+    def _skill_inputs(self, node: str, *, presence: bool = False) -> tuple[float, float]:
         """(P@1, chance) of a trained node as the tree may use them to build a parent: on the
         validation rows (label supervision; NaN, i.e. no skill, when the split was too
-        small to hold any out), never the test split. Self-supervised fits (no labels to
-        peek at) use their view-retrieval score."""
+        small to hold any out), never the test split; with ``presence``, over every
+        validation image where some lack the node's part (what its parent's input shows).
+        Self-supervised fits (no labels to peek at) use their view-retrieval score."""
+        from biasaudit.heml.parents import as_parent_reads_it
+
         m = self.metrics_.get(node, {})
+        if presence:
+            m = as_parent_reads_it(m)
         key = "val_" if self.supervision == "label" else ""
         return (m.get(f"{key}precision_at_1", float("nan")), m.get(f"{key}chance_p_at_1", float("nan")))
 
@@ -590,7 +603,8 @@ class HEML:
         - ``fine-tuned``: the fusion as trained.
 
         The default depends on how many children carry the label: a child with significant
-        validation skill (:func:`~biasaudit.heml.parents.significant_skill`) or with such a
+        validation skill (:func:`~biasaudit.heml.parents.significant_skill`; over every
+        validation image for a part some lack, :meth:`_validate_all_images`) or with such a
         node below it (:meth:`_carries_label`; one parent's 210 validation rows can miss a
         weak signal its children showed: Wearing_Hat ``lower_face`` 0.788 on test looked
         like chance on validation, and ``face`` then carried ``eye_region`` forward at
@@ -687,11 +701,54 @@ class HEML:
                            "children_weights": dict(zip(kid_names, combination[1:], strict=True))}
         return out
 
+    def _validate_all_images(self, model: NodeModel, inp: NodeInputs, kids: torch.Tensor | None,
+                             y_codes: np.ndarray, train_mask: np.ndarray, setup: DeviceSetup) -> dict[str, Any]:
+        """For a node whose part some validation images lack, its validation P@1 over every
+        validation image (``val_precision_at_1_all_images``, with its chance level and row
+        count): the images without the part one tied group, on both sides of
+        :func:`~biasaudit.heml.quality.validation_hits`. Its parent reads it
+        (:func:`~biasaudit.heml.parents.as_parent_reads_it`): the parent's input marks those
+        images, so presence itself can carry the label. ``hat`` for Wearing_Hat is at chance
+        1.0 among the images with a hat (every one has the label), so on its own rows it
+        shows no skill, or none can be measured; over every image it separates the label."""
+        from biasaudit.heml.quality import (
+            chance_p_at_1,
+            gallery_hits_all_images,
+            hits_all_images,
+            nearest_hits,
+        )
+
+        val = self._validation_mask(train_mask, y_codes)
+        absent = np.flatnonzero(~inp.present & val)
+        if self.supervision != "label" or not len(absent):
+            return {}
+        rows = np.flatnonzero(inp.present & val)
+        fitted = train_mask & ~val
+        gallery, gallery_absent = np.flatnonzero(inp.present & fitted), np.flatnonzero(~inp.present & fitted)
+        y_rows, y_gallery = y_codes[rows], y_codes[gallery]
+        among = to_train = np.zeros(len(rows))
+        if len(rows):
+            both = np.concatenate([rows, gallery])
+            emb = run_batched(model, _nchw(inp.crops[both]), setup, extra=None if kids is None else kids[both])
+            n = len(rows)
+            among = nearest_hits(emb[:n], y_rows)
+            if len(gallery):
+                to_train = nearest_hits(emb[:n], y_rows, gallery=emb[n:], gallery_labels=y_gallery)
+        hits = hits_all_images(among, y_rows, y_codes[absent])
+        if len(gallery) + len(gallery_absent):
+            hits = (hits + gallery_hits_all_images(to_train, y_rows, y_codes[absent], y_gallery,
+                                                   y_codes[gallery_absent])) / 2.0
+        every = np.concatenate([y_rows, y_codes[absent]])
+        return {"val_precision_at_1_all_images": float(hits.mean()),
+                "val_chance_p_at_1_all_images": chance_p_at_1(every), "n_val_all_images": int(len(every))}
+
     def _carries_label(self, name: str, significant) -> bool:
         """Whether ``name`` or a node below it has significant validation skill: a
         parent's validation P@1 alone can miss a weak signal its children hold (210 rows),
         but a parent that reads a child with skill carries that skill."""
-        if significant(self.metrics_.get(name, {})):
+        from biasaudit.heml.parents import as_parent_reads_it
+
+        if significant(as_parent_reads_it(self.metrics_.get(name, {}))):
             return True
         return any(self._carries_label(c, significant) for c in self.tree_.nodes[name].children)
 

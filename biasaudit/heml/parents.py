@@ -106,3 +106,27 @@ def significant_skill(metrics: Mapping[str, object], *, z: float = CHOICE_Z) -> 
         return False
     se = math.sqrt(max(chance * (1.0 - chance), 1e-12) / float(n))
     return p - chance > z * se
+
+
+def as_parent_reads_it(metrics: Mapping[str, object]) -> Mapping[str, object]:
+    """A child's validation figures as its parent reads them (skill weights, which
+    children carry the label, a DGML parent's prior): over every validation image when the
+    child's part is absent from some (``val_precision_at_1_all_images``, at that chance
+    level and row count), else on the images that have it. The parent's input marks the
+    images without the part (its embedding is zero there), so presence itself can carry
+    the label: ``hat`` for Wearing_Hat sits at chance 1.0 among the images with a hat, and
+    showed no skill on its own rows however well it predicts the label.
+
+    >>> as_parent_reads_it({"val_precision_at_1": 1.0, "val_chance_p_at_1": 1.0, "n_val": 40,
+    ...                     "val_precision_at_1_all_images": 0.97, "val_chance_p_at_1_all_images": 0.56,
+    ...                     "n_val_all_images": 210})["val_precision_at_1"]
+    0.97
+    >>> significant_skill(as_parent_reads_it({"val_precision_at_1_all_images": 0.97,
+    ...                   "val_chance_p_at_1_all_images": 0.56, "n_val_all_images": 210}))
+    True
+    """
+    if "val_precision_at_1_all_images" not in metrics:
+        return metrics
+    return {**metrics, "val_precision_at_1": metrics["val_precision_at_1_all_images"],
+            "val_chance_p_at_1": metrics.get("val_chance_p_at_1_all_images"),
+            "n_val": metrics.get("n_val_all_images")}

@@ -202,18 +202,63 @@ def precision_at_1_all_images(p_at_1_present: float, present: np.ndarray, absent
         return float(p_at_1_present)
     if n_p + n_a < 2:
         return float("nan")
+    # a lone present image has no neighbour of its own: hits_all_images scores it on the absent ones
+    own = np.full(n_p, float(p_at_1_present)) if n_p >= 2 else np.zeros(n_p)
+    return float(hits_all_images(own, present, absent).mean())
 
-    def same_label_share(queries: np.ndarray, pool: np.ndarray, *, itself: bool) -> np.ndarray:
-        values, counts = np.unique(pool, return_counts=True)
-        at = np.clip(np.searchsorted(values, queries), 0, len(values) - 1)
-        same = np.where(values[at] == queries, counts[at], 0).astype(float)
-        return (same - 1) / (len(pool) - 1) if itself else same / len(pool)
 
-    # a lone image of one side has no tie partner of its own: its nearest are the other side, tied
-    absent_hits = same_label_share(absent, absent, itself=True) if n_a >= 2 else \
-        same_label_share(absent, present, itself=False)
-    if n_p >= 2:
-        present_sum = float(p_at_1_present) * n_p
-    else:
-        present_sum = float(same_label_share(present, absent, itself=False).sum())
-    return float((present_sum + absent_hits.sum()) / (n_p + n_a))
+def hits_all_images(present_hits: np.ndarray, present: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """Per query, the ``present`` images first, then the ``absent`` ones (labels): each
+    one's leave-one-out hit over every image, the images without the part one tied group
+    (:func:`precision_at_1_all_images`). ``present_hits`` are the present images' hits
+    among themselves (:func:`nearest_hits`); a lone image of one side has no tie partner
+    of its own, so it scores the share of the other side with its label.
+
+    >>> hits_all_images(np.array([1.0, 1.0]), np.array([1, 1]), np.array([0, 0, 1])).tolist()
+    [1.0, 1.0, 0.5, 0.5, 0.0]
+    """
+    present, absent = np.asarray(present), np.asarray(absent)
+    n_p, n_a = len(present), len(absent)
+    if n_a == 0:
+        return np.asarray(present_hits, float)
+    if n_p + n_a < 2:
+        return np.zeros(n_p + n_a)
+    own = np.asarray(present_hits, float) if n_p >= 2 else _same_label_share(present, absent, itself=False)
+    others = (_same_label_share(absent, absent, itself=True) if n_a >= 2
+              else _same_label_share(absent, present, itself=False))
+    return np.concatenate([own, others])
+
+
+def gallery_hits_all_images(present_hits: np.ndarray, present: np.ndarray, absent: np.ndarray,
+                            gallery_present: np.ndarray, gallery_absent: np.ndarray) -> np.ndarray:
+    """Per query (``present`` first, then ``absent``; labels throughout), its hit against a
+    gallery whose ``gallery_absent`` rows lack the part. ``present_hits`` are the present
+    queries' hits against the ``gallery_present`` rows (:func:`nearest_hits` with a
+    gallery). A query without the part is tied with the gallery's rows without it and
+    scores the share of them with its label; where the gallery has no row on a query's
+    side, the other side is its tied nearest.
+
+    >>> gallery_hits_all_images(np.array([1.0]), np.array([1]), np.array([0, 1]),
+    ...                         np.array([1, 1]), np.array([0, 0, 0, 1])).tolist()
+    [1.0, 0.75, 0.25]
+    """
+    present, absent = np.asarray(present), np.asarray(absent)
+    gallery_present, gallery_absent = np.asarray(gallery_present), np.asarray(gallery_absent)
+    if len(gallery_present) + len(gallery_absent) == 0:
+        return np.zeros(len(present) + len(absent))
+    own = (np.asarray(present_hits, float) if len(gallery_present)
+           else _same_label_share(present, gallery_absent, itself=False))
+    others = _same_label_share(absent, gallery_absent if len(gallery_absent) else gallery_present, itself=False)
+    return np.concatenate([own, others])
+
+
+def _same_label_share(queries: np.ndarray, pool: np.ndarray, *, itself: bool) -> np.ndarray:
+    """Per query, the share of ``pool`` with its label (``itself``: each query is one of
+    ``pool`` and is left out)."""
+    queries, pool = np.asarray(queries), np.asarray(pool)
+    if len(queries) == 0:
+        return np.zeros(0)
+    values, counts = np.unique(pool, return_counts=True)
+    at = np.clip(np.searchsorted(values, queries), 0, len(values) - 1)
+    same = np.where(values[at] == queries, counts[at], 0).astype(float)
+    return (same - 1) / (len(pool) - 1) if itself else same / len(pool)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from heml_fixtures import make_bars
+from heml_fixtures import TREE, make_bars
 
 from biasaudit.heml import HEML, estimator, load_recipe
 
@@ -261,6 +261,54 @@ def test_over_every_image_the_absent_images_form_one_tied_group():
     # a lone present image likewise scores the share of the absent images with its label
     assert precision_at_1_all_images(float("nan"), np.array([1]), np.array([1, 1, 0])) == pytest.approx(
         (2 / 3 + 1 / 2 + 1 / 2 + 0) / 4)
+
+
+def test_a_part_whose_presence_carries_the_label_counts_for_its_parent(faces):
+    # the label is whether the ear is there: among the images with an ear every one has
+    # label 1, so the ear node has nothing to learn or to show on its own rows; over every
+    # validation image it tells the label, and its parent (which sees the ear's absence as
+    # a zero embedding) must count it as carrying the label and weigh it in
+    images, maps, _ = faces
+    y = (maps == 8).any(axis=(1, 2)).astype(int)
+    heml = HEML(tree=load_recipe(TREE), device="cpu", seed=0).fit(images, maps, y)
+    ear = heml.metrics_["ear"]
+    assert "val_precision_at_1" not in ear  # one class among its own validation rows
+    assert ear["n_val_all_images"] == heml.metrics_["hair+ear"]["n_val"]
+    assert ear["val_chance_p_at_1_all_images"] == pytest.approx(heml.metrics_["hair+ear"]["val_chance_p_at_1"])
+    assert ear["val_precision_at_1_all_images"] == 1.0  # present and absent images each tied with their own
+    sel = heml.metrics_["hair+ear"]["selected"]
+    assert "ear" in sel["skilled_children"]  # (the hair's crop shows some of the ear: it has skill too)
+    # the children's combination alone now tells the label, through the ear's presence
+    # (before, the ear weighed 0 in it and it read 0.85 on validation, the hair's)
+    assert sel["children_weights"]["ear"] > 0.5
+    assert sel["val_p_at_1"]["children"] == 1.0
+    assert heml.metrics_["hair+ear"]["precision_at_1"] >= 0.9
+    # the trunk's start still averages what the children's weights learned from pixels
+    assert heml._skills(["hair", "ear"], presence=False)[1] == 0.0
+    for node in ("mouth", "hair", "hair+ear", "image"):  # present in every image
+        assert "val_precision_at_1_all_images" not in heml.metrics_[node]
+
+
+def test_validation_hits_over_every_image_match_the_test_figure():
+    from biasaudit.heml.quality import (
+        gallery_hits_all_images,
+        hits_all_images,
+        precision_at_1_all_images,
+    )
+
+    present, absent = np.array([0, 1, 1, 0]), np.array([0, 0, 1])
+    hits = hits_all_images(np.full(4, 0.75), present, absent)
+    assert hits.mean() == pytest.approx(precision_at_1_all_images(0.75, present, absent))
+    assert hits[4:].tolist() == [0.5, 0.5, 0.0]
+    # against a gallery: an absent query is tied with the gallery's absent rows...
+    g = gallery_hits_all_images(np.ones(4), present, absent, np.array([0, 1]), np.array([0, 0, 0, 1]))
+    assert g.tolist() == [1.0, 1.0, 1.0, 1.0, 0.75, 0.75, 0.25]
+    # ...or, where the gallery has none, with all of its present rows
+    g = gallery_hits_all_images(np.ones(4), present, absent, np.array([0, 0, 1]), np.array([], int))
+    assert g[4:].tolist() == pytest.approx([2 / 3, 2 / 3, 1 / 3])
+    # a gallery of absent rows only: the present queries are tied with all of them
+    g = gallery_hits_all_images(np.zeros(4), present, absent, np.array([], int), np.array([0, 1]))
+    assert g.tolist() == [0.5] * 7
 
 
 def test_the_heml_table_shows_such_a_part_on_its_parents_rows_too(fitted):
